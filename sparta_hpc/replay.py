@@ -1,0 +1,159 @@
+"""`sparta-hpc replay`: re-run the reputation system on recorded judgments.
+
+DUELS.jsonl holds one duel per line in plan order,
+    {"a": "lima", "b": "cot", "scores": {"oasst1": [7, 5], "flan_v2": [null, 6.5]}}
+(per judge: its score of a's and of b's response, averaged over rounds, null
+where missing); RATINGS.json the ratings before the iteration,
+    {"lima": {"rating": 100.0, "deviation": 0.5, "history": []}, ...}.
+The output holds the ratings after the iteration, the preference pairs and the
+weighted scores. Every input error names the file, line and field; nothing is
+written unless the whole input is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .algorithm.reputation import Ratings, ReputationConfig, IterationResult, run_iteration
+from .config_overrides import ConfigError, apply_overrides
+from .io_utils import atomic_write_text
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
+
+
+class ReplayInputError(ValueError):
+    """DUELS.jsonl or RATINGS.json is malformed; the message names the place."""
+
+
+def _number(value, where: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ReplayInputError(f"{where}: expected a number, got {json.dumps(value)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ReplayInputError(f"{where}: {value} is outside {lo:g}..{hi:g}")
+    return float(value)
+
+
+def load_ratings(path: Path) -> tuple[list[str], Ratings]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReplayInputError(f"{path}: cannot read ratings: {err}") from err
+    if not isinstance(data, dict) or len(data) < 2:
+        raise ReplayInputError(f"{path}: expected an object with one entry per member (at least 2)")
+    names = list(data)
+    rating, deviation, history = [], [], []
+    for name in names:
+        entry = data[name]
+        where = f"{path}: member {name!r}"
+        if not isinstance(entry, dict):
+            raise ReplayInputError(f"{where}: expected {{\"rating\": ..., \"deviation\": ..., \"history\": [...]}}")
+        for key in ("rating", "deviation"):
+            if key not in entry:
+                raise ReplayInputError(f"{where}: field {key!r} is missing")
+        rating.append(_number(entry["rating"], f"{where}, field 'rating'"))
+        deviation.append(_number(entry["deviation"], f"{where}, field 'deviation'"))
+        for key, value in (("rating", rating[-1]), ("deviation", deviation[-1])):
+            if value <= 0:
+                raise ReplayInputError(f"{where}, field {key!r}: must be > 0, got {value}")
+        hist = entry.get("history", [])
+        if not isinstance(hist, list):
+            raise ReplayInputError(f"{where}, field 'history': expected a list of numbers")
+        history.append([_number(h, f"{where}, field 'history[{i}]'") for i, h in enumerate(hist)])
+    return names, Ratings(np.array(rating), np.array(deviation), history)
+
+
+def load_duels(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(duels (n, 2), scores (n, M, 2)) from DUELS.jsonl, validated line by line."""
+    index = {name: i for i, name in enumerate(names)}
+    duels, scores = [], []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise ReplayInputError(f"{path}: cannot read duels: {err}") from err
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ReplayInputError(f"{where}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise ReplayInputError(f"{where}: expected an object with fields 'a', 'b', 'scores'")
+        for key in ("a", "b", "scores"):
+            if key not in row:
+                raise ReplayInputError(f"{where}: field {key!r} is missing")
+        pair = []
+        for key in ("a", "b"):
+            if row[key] not in index:
+                raise ReplayInputError(f"{where}: field {key!r}: unknown member {row[key]!r} (not in the ratings file)")
+            pair.append(index[row[key]])
+        if pair[0] == pair[1]:
+            raise ReplayInputError(f"{where}: a member cannot duel itself ({row['a']!r})")
+        if not isinstance(row["scores"], dict):
+            raise ReplayInputError(f"{where}: field 'scores': expected {{judge: [score_a, score_b]}}")
+        duel_scores = np.full((len(names), 2), np.nan)
+        for judge, values in row["scores"].items():
+            field_name = f"scores.{judge}"
+            if judge not in index:
+                raise ReplayInputError(f"{where}: field {field_name!r}: unknown judge {judge!r}")
+            if judge in (row["a"], row["b"]):
+                raise ReplayInputError(f"{where}: field {field_name!r}: judge {judge!r} is one of the duelists")
+            if not isinstance(values, list) or len(values) != 2:
+                raise ReplayInputError(f"{where}: field {field_name!r}: expected [score_a, score_b]")
+            for side, value in enumerate(values):
+                if value is not None:
+                    duel_scores[index[judge], side] = _number(value, f"{where}: field '{field_name}[{side}]'", 1, 10)
+        duels.append(pair)
+        scores.append(duel_scores)
+    if not duels:
+        raise ReplayInputError(f"{path}: holds no duels")
+    return np.array(duels, dtype=np.int64), np.stack(scores)
+
+
+def ratings_to_json(names: list[str], ratings: Ratings) -> dict:
+    return {
+        name: {"rating": float(ratings.rating[i]), "deviation": float(ratings.deviation[i]),
+               "history": [float(h) for h in ratings.history[i]]}
+        for i, name in enumerate(names)
+    }
+
+
+def _pair_or_null(row: np.ndarray):
+    return None if np.isnan(row).any() else [float(row[0]), float(row[1])]
+
+
+def result_to_json(names: list[str], result: IterationResult) -> dict:
+    return {
+        "ratings": ratings_to_json(names, result.ratings),
+        "preferences": [
+            {"duel": int(d), "chosen": names[c], "rejected": names[r],
+             "score_chosen": float(sc), "score_rejected": float(sr)}
+            for d, (c, r), (sc, sr) in zip(result.pair_duels, result.pairs, result.pair_scores)
+        ],
+        # End-of-iteration weighted scores: the ones that decide the pairs.
+        "weighted_scores": [_pair_or_null(row) for row in result.final_scores],
+        # The scores each reputation update used (judges weighted as of that duel).
+        "update_scores": [_pair_or_null(row) for row in result.update_scores],
+    }
+
+
+def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list[str]) -> dict:
+    cfg = apply_overrides(ReplayConfig(), overrides).reputation
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    names, ratings = load_ratings(ratings_path)
+    duels, scores = load_duels(duels_path, names)
+    out = result_to_json(names, run_iteration(ratings, duels, scores, cfg))
+    atomic_write_text(Path(out_path), json.dumps(out, indent=1) + "\n")
+    return out
