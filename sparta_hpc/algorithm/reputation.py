@@ -146,7 +146,15 @@ def update_ratings(
     # 10-element rows inside a sequential loop would cost more than they save.
     if by_reputation:
         gap = np.where(valid, scores[:, :, 0] - scores[:, :, 1], 0.0).tolist()
-        mask = valid.astype(float).tolist()
+        # R . valid = sum(R) - R_a - R_b - (R of the judges that missed a score):
+        # only those few judges need listing, per duel that has any.
+        silent = ~valid
+        silent[np.arange(n), duels[:, 0]] = False
+        silent[np.arange(n), duels[:, 1]] = False
+        silent[n_judges == 0] = False
+        missing: dict[int, list[int]] = {}
+        for c, j in zip(*(x.tolist() for x in np.nonzero(silent))):
+            missing.setdefault(c, []).append(j)
     else:  # uniform weights never change: every delta is known up front
         fixed = weighted_scores(scores, np.ones(m))
         fixed_delta = (fixed[:, 0] - fixed[:, 1]).tolist()
@@ -165,11 +173,14 @@ def update_ratings(
         if not has_judge[c]:
             continue  # no valid judge: nothing changes, but c still counts
         a, b = pairs[c]
+        r_a, r_b = rating[a], rating[b]
         if by_reputation:
-            delta = sum(map(mul, rating, gap[c])) / sum(map(mul, rating, mask[c]))
+            total = sum(rating) - r_a - r_b
+            if c in missing:
+                total -= sum(map(rating.__getitem__, missing[c]))
+            delta = sum(map(mul, rating, gap[c])) / total
         else:
             delta = fixed_delta[c]
-        r_a, r_b = rating[a], rating[b]
         z = (r_a - r_b) / math.sqrt(dev_sq[a] + dev_sq[b])
         u = max(abs(math.erf(z / root2)), eps)  # Phi(z) - Phi(-z) == erf(z / sqrt(2))
         step = ks[c] * delta * u / scale
