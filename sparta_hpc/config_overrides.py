@@ -12,6 +12,8 @@ import types
 import typing
 from typing import Any
 
+import yaml
+
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the field and what to do."""
@@ -77,6 +79,54 @@ def coerce(value: Any, typ: Any, name: str) -> Any:
     return value  # lists, dicts: checked by the config's own validate()
 
 
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a YAML mapping; unknown keys and wrong types are errors."""
+    where = prefix.rstrip(".") or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of fields, got {data!r}")
+    types_ = field_types(cls)
+    unknown = [k for k in data if k not in types_]
+    if unknown:
+        raise ConfigError(f"unknown config field {prefix}{unknown[0]!r}; known here: "
+                          + ", ".join(f"{prefix}{f}" for f in types_))
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = build_value(types_[name], value, f"{prefix}{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field is missing
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        raise ConfigError(f"{where}: missing required field(s) {', '.join(prefix + m for m in missing)}") from err
+
+
+def build_value(typ: Any, value: Any, name: str) -> Any:
+    if dataclasses.is_dataclass(typ):
+        return from_dict(typ, value, name + ".")
+    if typing.get_origin(typ) is list:
+        (item,) = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [build_value(item, v, f"{name}.{i}") for i, v in enumerate(value)]
+    if typing.get_origin(typ) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return dict(value)
+    return coerce(value, typ, name)
+
+
+def _list_index(items: list, key: str, name: str) -> int:
+    """A list element by position or, for named items (members), by name."""
+    if key.isdigit() and int(key) < len(items):
+        return int(key)
+    for i, item in enumerate(items):
+        if getattr(item, "name", None) == key:
+            return i
+    raise ConfigError(f"{name}: no element {key!r} (use a position 0..{len(items) - 1} or a name)")
+
+
 def set_dotted(obj: Any, dotted: str, value: Any, prefix: str = "") -> Any:
     """A copy of dataclass `obj` with the field at `dotted` set to `value` (coerced)."""
     head, _, rest = dotted.partition(".")
@@ -86,13 +136,27 @@ def set_dotted(obj: Any, dotted: str, value: Any, prefix: str = "") -> Any:
         known = ", ".join(f"{prefix}{f}" for f in types_)
         raise ConfigError(f"unknown config field {name!r}; known here: {known}")
     current = getattr(obj, head)
+    typ = types_[head]
+    if rest and isinstance(current, list) and current and dataclasses.is_dataclass(current[0]):
+        key, _, rest2 = rest.partition(".")
+        i = _list_index(current, key, name)
+        if not rest2:
+            raise ConfigError(f"{name}.{key} is a section; set one of its fields")
+        items = list(current)
+        items[i] = set_dotted(items[i], rest2, value, f"{name}.{key}.")
+        return dataclasses.replace(obj, **{head: items})
     if rest:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"{name} is a value, not a section: cannot set {name}.{rest}")
         return dataclasses.replace(obj, **{head: set_dotted(current, rest, value, name + ".")})
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"{name} is a section; set one of its fields ({name}.FIELD=VALUE)")
-    return dataclasses.replace(obj, **{head: coerce(value, types_[head], name)})
+    if typing.get_origin(typ) in (list, dict) and isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{name}: cannot parse {value!r} as YAML ({err})") from err
+    return dataclasses.replace(obj, **{head: build_value(typ, value, name)})
 
 
 def apply_overrides(obj: Any, overrides: list[str]) -> Any:
@@ -103,3 +167,7 @@ def apply_overrides(obj: Any, overrides: list[str]) -> Any:
             raise ConfigError(f"override {item!r} is not of the form section.name=value")
         obj = set_dotted(obj, dotted.strip(), value.strip())
     return obj
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)

@@ -24,3 +24,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, data) -> None:
+    import json
+
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def read_json(path: Path):
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def mark_done(path: Path, note: str = "") -> None:
+    """Write a completion marker; it is written last, so its existence means done."""
+    atomic_write_text(path, note + "\n")

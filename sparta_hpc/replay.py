@@ -19,55 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithm.reputation import Ratings, ReputationConfig, IterationResult, run_iteration
+from .algorithm.reputation import IterationResult, ReputationConfig, run_iteration
 from .config_overrides import ConfigError, apply_overrides
 from .io_utils import atomic_write_text
+from .ratings_file import ReplayInputError, load_ratings, number, ratings_to_json
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
-
-
-class ReplayInputError(ValueError):
-    """DUELS.jsonl or RATINGS.json is malformed; the message names the place."""
-
-
-def _number(value, where: str, lo: float | None = None, hi: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ReplayInputError(f"{where}: expected a number, got {json.dumps(value)}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ReplayInputError(f"{where}: {value} is outside {lo:g}..{hi:g}")
-    return float(value)
-
-
-def load_ratings(path: Path) -> tuple[list[str], Ratings]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReplayInputError(f"{path}: cannot read ratings: {err}") from err
-    if not isinstance(data, dict) or len(data) < 2:
-        raise ReplayInputError(f"{path}: expected an object with one entry per member (at least 2)")
-    names = list(data)
-    rating, deviation, history = [], [], []
-    for name in names:
-        entry = data[name]
-        where = f"{path}: member {name!r}"
-        if not isinstance(entry, dict):
-            raise ReplayInputError(f"{where}: expected {{\"rating\": ..., \"deviation\": ..., \"history\": [...]}}")
-        for key in ("rating", "deviation"):
-            if key not in entry:
-                raise ReplayInputError(f"{where}: field {key!r} is missing")
-        rating.append(_number(entry["rating"], f"{where}, field 'rating'"))
-        deviation.append(_number(entry["deviation"], f"{where}, field 'deviation'"))
-        for key, value in (("rating", rating[-1]), ("deviation", deviation[-1])):
-            if value <= 0:
-                raise ReplayInputError(f"{where}, field {key!r}: must be > 0, got {value}")
-        hist = entry.get("history", [])
-        if not isinstance(hist, list):
-            raise ReplayInputError(f"{where}, field 'history': expected a list of numbers")
-        history.append([_number(h, f"{where}, field 'history[{i}]'") for i, h in enumerate(hist)])
-    return names, Ratings(np.array(rating), np.array(deviation), history)
 
 
 def load_duels(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,20 +71,12 @@ def load_duels(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
                 raise ReplayInputError(f"{where}: field {field_name!r}: expected [score_a, score_b]")
             for side, value in enumerate(values):
                 if value is not None:
-                    duel_scores[index[judge], side] = _number(value, f"{where}: field '{field_name}[{side}]'", 1, 10)
+                    duel_scores[index[judge], side] = number(value, f"{where}: field '{field_name}[{side}]'", 1, 10)
         duels.append(pair)
         scores.append(duel_scores)
     if not duels:
         raise ReplayInputError(f"{path}: holds no duels")
     return np.array(duels, dtype=np.int64), np.stack(scores)
-
-
-def ratings_to_json(names: list[str], ratings: Ratings) -> dict:
-    return {
-        name: {"rating": float(ratings.rating[i]), "deviation": float(ratings.deviation[i]),
-               "history": [float(h) for h in ratings.history[i]]}
-        for i, name in enumerate(names)
-    }
 
 
 def _pair_or_null(row: np.ndarray):

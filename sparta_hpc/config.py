@@ -1,0 +1,223 @@
+"""The pipeline's configuration: dataclasses, YAML presets, dotted overrides.
+
+    cfg = load_config("configs/tiny.yaml", ["run.dir=runs/demo", "tribe.iterations=1"])
+
+Defaults <- YAML <- overrides. Unknown keys and wrong types are errors that
+name the field; `validate()` runs every check that can be made without
+loading a model, before the driver submits anything.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from .algorithm.matchmaking import MatchConfig
+from .algorithm.reputation import ReputationConfig
+from .config_overrides import ConfigError, apply_overrides, from_dict, to_dict
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    """One tribe member: a base model, an optional LoRA adapter, its own sampling."""
+
+    name: str
+    model: str  # folder of a Hugging Face model (safetensors + tokenizer)
+    adapter: str | None = None  # folder of a PEFT LoRA adapter; None: the base model as is
+    system_prompt: str | None = None
+    temperature: float = 0.7  # 0: greedy
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    initial_rating: float | None = None  # default: reputation.initial_rating
+
+
+@dataclass(frozen=True)
+class TribeConfig:
+    members: list[MemberConfig] = field(default_factory=list)
+    iterations: int = 8  # T
+    duels_per_iteration: int = 1000  # N
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class InstructionsConfig:
+    source: str = "demo"  # "demo" (built in) or a .jsonl / .json / .parquet file
+    prompt_field: str = "instruction"  # the field holding the instruction text
+    id_field: str | None = None  # a stable id per instruction; default: its position
+    limit: int | None = None  # use only the first `limit` instructions
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    backend: Literal["hf", "vllm"] = "hf"
+    duels_per_shard: int = 50  # one array task: one base model x one shard of duels
+    batch_size: int = 8
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 on CPU: bf16 is ~15x slower there
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    duels_per_shard: int = 50
+    rounds: int = 1  # sampled rounds per judge and response; valid scores are averaged
+    temperature: float = 0.0  # 0: greedy (then rounds > 1 would repeat the same answer)
+    max_new_tokens: int = 24
+    batch_size: int = 8
+    few_shot: bool = False  # worked examples before the prompt: small judges need them
+    # "parsed": the score the judge wrote (SPEC). "expected": the mean of the judge's
+    # distribution over 1..10 from its log-probabilities, which always exists.
+    score: Literal["parsed", "expected"] = "parsed"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """DPO with LoRA (SPEC 1.8; defaults from the authors' dpo_new.py)."""
+
+    beta: float = 0.1
+    learning_rate: float = 1e-6
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 caps the steps (tests, demos)
+    batch_size: int = 4  # per device
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    lora_r: int = 64
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    bf16: bool = False  # True on GPUs; on CPU fp32 is much faster
+    gradient_checkpointing: bool = False
+    save_steps: int = 50  # checkpoint every N steps: a killed or preempted job resumes from the last
+    deepspeed: str | None = None  # a DeepSpeed JSON (configs/deepspeed/); None: plain data parallel
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    executor: Literal["local", "slurm", "debug"] = "local"
+    # local executor: tasks of a stage running at once, and torch threads per task
+    local_parallel: int = 1
+    local_threads: int = 2
+    max_retries: int = 2  # a failed task is resubmitted (its own shards only) this often
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dir: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    tribe: TribeConfig = field(default_factory=TribeConfig)
+    instructions: InstructionsConfig = field(default_factory=InstructionsConfig)
+    matchmaking: MatchConfig = field(default_factory=MatchConfig)
+    reputation: ReputationConfig = field(default_factory=ReputationConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    @property
+    def members(self) -> list[MemberConfig]:
+        return self.tribe.members
+
+    def member_names(self) -> list[str]:
+        return [m.name for m in self.tribe.members]
+
+    def base_groups(self) -> list[list[int]]:
+        """Member indices grouped by base model (one loaded model serves a group)."""
+        groups: dict[str, list[int]] = {}
+        for i, m in enumerate(self.tribe.members):
+            groups.setdefault(m.model, []).append(i)
+        return list(groups.values())
+
+
+def resolve_path(path: str) -> str:
+    """~ and $VARS expanded, relative paths made absolute (jobs may run elsewhere)."""
+    return str(Path(os.path.expandvars(os.path.expanduser(path))).resolve())
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    data = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        cfg = from_dict(Config, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    cfg = apply_overrides(cfg, list(overrides))
+    return resolve_paths(cfg)
+
+
+def resolve_paths(cfg: Config) -> Config:
+    from dataclasses import replace
+
+    members = [replace(m, model=resolve_path(m.model),
+                       adapter=resolve_path(m.adapter) if m.adapter else None) for m in cfg.members]
+    source = cfg.instructions.source
+    if source != "demo":
+        source = resolve_path(source)
+    return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
+                   tribe=replace(cfg.tribe, members=members),
+                   instructions=replace(cfg.instructions, source=source))
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, width=100)
+
+
+def validate(cfg: Config) -> None:
+    """Every check that needs no model load; raises ConfigError naming the field."""
+    members = cfg.members
+    if len(members) < 3:
+        raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got {len(members)}")
+    seen = set()
+    for i, m in enumerate(members):
+        where = f"tribe.members.{i} ({m.name!r})"
+        if not SAFE_NAME.match(m.name):
+            raise ConfigError(f"{where}: name must be 1-64 characters of letters, digits, '_', '.', '-' "
+                              "(it becomes a file name)")
+        if m.name in seen:
+            raise ConfigError(f"{where}: duplicate member name")
+        seen.add(m.name)
+        if not Path(m.model, "config.json").is_file():
+            raise ConfigError(f"{where}.model: no model at {m.model} (expected a folder with config.json; "
+                              "for the tiny tribe run tools/prepare_tiny_tribe.py)")
+        if m.adapter and not Path(m.adapter, "adapter_config.json").is_file():
+            raise ConfigError(f"{where}.adapter: no LoRA adapter at {m.adapter} (expected adapter_config.json)")
+        if m.temperature < 0 or not 0 < m.top_p <= 1 or m.max_new_tokens < 1:
+            raise ConfigError(f"{where}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+        if m.initial_rating is not None and m.initial_rating <= 0:
+            raise ConfigError(f"{where}.initial_rating: must be > 0")
+    t = cfg.tribe
+    for name, value in (("tribe.iterations", t.iterations), ("tribe.duels_per_iteration", t.duels_per_iteration),
+                        ("generate.duels_per_shard", cfg.generate.duels_per_shard),
+                        ("generate.batch_size", cfg.generate.batch_size),
+                        ("judge.duels_per_shard", cfg.judge.duels_per_shard), ("judge.rounds", cfg.judge.rounds),
+                        ("judge.batch_size", cfg.judge.batch_size), ("judge.max_new_tokens", cfg.judge.max_new_tokens),
+                        ("train.batch_size", cfg.train.batch_size), ("train.lora_r", cfg.train.lora_r),
+                        ("cluster.local_parallel", cfg.cluster.local_parallel),
+                        ("cluster.local_threads", cfg.cluster.local_threads)):
+        if value < 1:
+            raise ConfigError(f"{name}: must be >= 1, got {value}")
+    if cfg.cluster.max_retries < 0:
+        raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
+    if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
+        raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
+    for section in (cfg.reputation, cfg.matchmaking):
+        try:
+            section.validate()
+        except ValueError as err:
+            raise ConfigError(str(err)) from err

@@ -1,0 +1,134 @@
+"""Instruction sets: the built-in demo set and loaders for local files.
+
+An instruction is (id, text, reference); `reference` is the checkable answer
+where there is one (demo arithmetic and unit conversions), else "".
+Files: .jsonl (one object per line), .json (a list of objects) or .parquet,
+with the text in `instructions.prompt_field` and an optional id in
+`instructions.id_field`. Errors name the file, the line or row and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import InstructionsConfig
+from .config_overrides import ConfigError
+
+
+@dataclass(frozen=True)
+class Instruction:
+    id: str
+    text: str
+    reference: str = ""
+
+
+_OPEN = (
+    "Write a haiku about autumn leaves.",
+    "Give three tips for staying focused while studying.",
+    "Explain what a prime number is to a ten-year-old.",
+    "Suggest a name for a small bakery and say why it fits.",
+    "Describe the water cycle in two sentences.",
+    "Write a polite email declining a meeting invitation.",
+    "What are the benefits of regular exercise?",
+    "Explain the difference between weather and climate.",
+    "List four fruits that are rich in vitamin C.",
+    "Write a short motivational message for someone starting a new job.",
+    "Why is the sky blue? Answer briefly.",
+    "Give a one-sentence summary of what a computer does.",
+    "Recommend a simple breakfast that is quick to make.",
+    "Explain why we should recycle plastic.",
+    "Write two lines of a poem about the sea.",
+    "What should you pack for a one-day hike?",
+)
+
+_UNITS = (  # (question template, conversion factor)
+    ("How many centimeters are in {x} meters?", 100),
+    ("How many grams are in {x} kilograms?", 1000),
+    ("How many minutes are in {x} hours?", 60),
+    ("How many millimeters are in {x} centimeters?", 10),
+    ("How many seconds are in {x} minutes?", 60),
+    ("How many meters are in {x} kilometers?", 1000),
+)
+
+
+def demo_instructions() -> list[Instruction]:
+    """A small deterministic set: arithmetic, unit conversions (checkable), open tasks."""
+    items = []
+    for i in range(24):
+        x, y = 7 + 3 * i, 5 + (11 * i) % 37
+        if i % 3 == 0:
+            items.append(Instruction(f"add-{i}", f"What is {x} + {y}? Answer with the number.", str(x + y)))
+        elif i % 3 == 1:
+            items.append(Instruction(f"sub-{i}", f"What is {x + y} - {y}? Answer with the number.", str(x)))
+        else:
+            a, b = 2 + i % 9, 3 + i % 7
+            items.append(Instruction(f"mul-{i}", f"What is {a} times {b}? Answer with the number.", str(a * b)))
+    for i in range(12):
+        template, factor = _UNITS[i % len(_UNITS)]
+        x = 2 + i
+        items.append(Instruction(f"unit-{i}", template.format(x=x), str(x * factor)))
+    items.extend(Instruction(f"open-{i}", text) for i, text in enumerate(_OPEN))
+    return items
+
+
+def _rows(path: Path) -> list[tuple[str, object]]:
+    """(location, row) pairs from a .jsonl, .json or .parquet file."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((f"{path}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+        return rows
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: expected a JSON list of objects")
+        return [(f"{path}[{i}]", row) for i, row in enumerate(data)]
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for a bad file
+            raise ConfigError(f"{path}: cannot read as Parquet: {err}") from err
+        return [(f"{path} row {i}", row) for i, row in enumerate(table.to_pylist())]
+    raise ConfigError(f"instructions.source: {path} has an unknown extension (use .jsonl, .json or .parquet)")
+
+
+def load_instructions(cfg: InstructionsConfig) -> list[Instruction]:
+    if cfg.source == "demo":
+        items = demo_instructions()
+    else:
+        path = Path(cfg.source)
+        if not path.is_file():
+            raise ConfigError(f"instructions.source: no file at {path}")
+        items = []
+        for i, (where, row) in enumerate(_rows(path)):
+            if not isinstance(row, dict):
+                raise ConfigError(f"{where}: expected an object with field {cfg.prompt_field!r}")
+            text = row.get(cfg.prompt_field)
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{where}: field {cfg.prompt_field!r} (instructions.prompt_field) is missing "
+                                  "or not a non-empty string")
+            ident = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(i)
+            if cfg.id_field and cfg.id_field not in row:
+                raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) is missing")
+            items.append(Instruction(ident, text))
+        if not items:
+            raise ConfigError(f"instructions.source: {path} holds no instructions")
+        ids = [it.id for it in items]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"instructions.source: {path} has duplicate ids in field {cfg.id_field!r}")
+    if cfg.limit is not None:
+        items = items[: cfg.limit]
+    return items
