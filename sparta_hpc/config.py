@@ -56,7 +56,7 @@ class InstructionsConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["hf"] = "hf"  # Hugging Face transformers (CPU or GPU)
     duels_per_shard: int = 50  # one array task: one base model x one shard of duels
     batch_size: int = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 on CPU: bf16 is ~15x slower there
@@ -70,6 +70,9 @@ class JudgeConfig:
     max_new_tokens: int = 24
     batch_size: int = 8
     few_shot: bool = False  # worked examples before the prompt: small judges need them
+    # Prefilled start of the judge's answer, e.g. '{"score": ' so that even a weak
+    # judge answers in the format; the archived raw text includes it.
+    answer_prefix: str = ""
     # "parsed": the score the judge wrote (SPEC). "expected": the mean of the judge's
     # distribution over 1..10 from its log-probabilities, which always exists.
     score: Literal["parsed", "expected"] = "parsed"

@@ -11,6 +11,7 @@
         judge/g00_s0003.json         raw and parsed judgments
         iter_0000.h5                 the archive (gather, then aggregate)
         pairs.jsonl                  preference pairs in TRL's conversational format
+        summary.json                 duels, valid judgments, pairs, ratings (for the driver's table)
         train/<member>/              checkpoints of a member's DPO job
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
@@ -56,6 +57,9 @@ class RunPaths:
 
     def archive(self, iteration: int) -> Path:
         return self.iteration(iteration) / f"iter_{iteration:04d}.h5"
+
+    def summary(self, iteration: int) -> Path:
+        return self.iteration(iteration) / "summary.json"
 
     def pairs(self, iteration: int) -> Path:
         return self.iteration(iteration) / "pairs.jsonl"

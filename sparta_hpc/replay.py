@@ -13,7 +13,6 @@ written unless the whole input is valid.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

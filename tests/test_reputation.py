@@ -72,7 +72,7 @@ def test_three_duels_k_decay_floor_and_deviation():
     r_c3 = max(10.0, r_c - 3 * 4 * u3 * math.tanh(1.0))  # 7.1: C hits the floor too
     assert r_c3 == 10.0
 
-    assert result.ratings.rating == pytest.approx([r_a3, 10.0, r_c3, r_d])
+    assert result.ratings.rating == pytest.approx([r_a3, r_b, r_c3, r_d])
     assert result.update_scores[0] == pytest.approx([380 / 45, 65 / 45])
     assert result.update_scores[1] == pytest.approx([s_c, s_d])
     assert result.changes[0] == pytest.approx([r_a - 30, -0.5])

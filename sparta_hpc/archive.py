@@ -1,0 +1,110 @@
+"""The per-iteration HDF5 archive (layout: docs/archive.md). All h5py code lives here.
+
+Only one process ever writes an archive (gather creates it, aggregate adds
+to a copy that replaces it), and always to a temp file that is renamed: HDF5
+on Lustre/NFS must never see two writers, and a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .algorithm.reputation import IterationResult, Ratings
+
+STR = h5py.string_dtype(encoding="utf-8")
+LAYOUT_VERSION = 1
+
+
+def _strings(values) -> np.ndarray:
+    return np.array(values, dtype=object)
+
+
+def _write_ratings(group: h5py.Group, ratings: Ratings) -> None:
+    group.create_dataset("rating", data=ratings.rating)
+    group.create_dataset("deviation", data=ratings.deviation)
+    group.create_dataset("history", data=_strings([json.dumps(h) for h in ratings.history]), dtype=STR)
+
+
+def read_ratings(group: h5py.Group) -> Ratings:
+    return Ratings(group["rating"][()], group["deviation"][()],
+                   [json.loads(h) for h in group["history"].asstr()[()]])
+
+
+def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judgments: dict,
+                   ratings_before: Ratings) -> None:
+    """Create the archive from the plan and the gathered shard contents (arrays built by gather)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs["layout_version"] = LAYOUT_VERSION
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        ins = f.create_group("instructions")
+        rows = plan["instructions"]
+        ins.create_dataset("index", data=np.array([r["index"] for r in rows], dtype=np.int64))
+        for key in ("id", "text", "reference"):
+            ins.create_dataset(key, data=_strings([r[key] for r in rows]), dtype=STR)
+        duels = np.array(plan["duels"], dtype=np.int64).reshape(-1, 2)
+        d = f.create_group("duels")
+        d.create_dataset("a", data=duels[:, 0])
+        d.create_dataset("b", data=duels[:, 1])
+        r = f.create_group("responses")
+        r.create_dataset("text", data=responses["text"], dtype=STR)
+        r.create_dataset("n_tokens", data=responses["n_tokens"])
+        j = f.create_group("judgments")
+        j.create_dataset("raw", data=judgments["raw"], dtype=STR, compression="gzip")
+        for key in ("parsed", "expected", "score"):
+            j.create_dataset(key, data=judgments[key])
+        if judgments.get("logprobs") is not None:
+            j.create_dataset("logprobs", data=judgments["logprobs"])
+        j.attrs["score_kind"] = judgments["score_kind"]
+        _write_ratings(f.create_group("ratings_before"), ratings_before)
+    os.replace(tmp, path)
+
+
+def read_judged(path: Path) -> tuple[np.ndarray, np.ndarray, Ratings]:
+    """(duels (n, 2), scores (n, M, 2), ratings before) for aggregation."""
+    with h5py.File(path, "r") as f:
+        duels = np.stack([f["duels/a"][()], f["duels/b"][()]], axis=1)
+        return duels, f["judgments/score"][()], read_ratings(f["ratings_before"])
+
+
+def write_aggregated(path: Path, result: IterationResult) -> None:
+    """Add weighted scores, ratings after and the preference pairs (to a copy, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    with h5py.File(tmp, "a") as f:
+        for name in ("weighted_scores", "ratings_after", "pairs"):
+            if name in f:  # a rerun after a crash between rename and marker
+                del f[name]
+        w = f.create_group("weighted_scores")
+        w.create_dataset("update", data=result.update_scores)
+        w.create_dataset("final", data=result.final_scores)
+        w.create_dataset("n_judges", data=result.n_judges)
+        w.create_dataset("rating_change", data=result.changes)
+        _write_ratings(f.create_group("ratings_after"), result.ratings)
+        p = f.create_group("pairs")
+        p.create_dataset("duel", data=result.pair_duels.astype(np.int64))
+        p.create_dataset("chosen", data=result.pairs[:, 0].astype(np.int64))
+        p.create_dataset("rejected", data=result.pairs[:, 1].astype(np.int64))
+        p.create_dataset("score_chosen", data=result.pair_scores[:, 0])
+        p.create_dataset("score_rejected", data=result.pair_scores[:, 1])
+    os.replace(tmp, path)
+
+
+def read_archive(path: Path) -> dict:
+    """The whole archive as plain numpy arrays and lists (for export, tests and figures)."""
+    out: dict = {}
+    with h5py.File(path, "r") as f:
+        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj.asstr()[()] if obj.dtype == STR or h5py.check_string_dtype(obj.dtype) else obj[()]
+        f.visititems(visit)
+    return out

@@ -1,0 +1,161 @@
+"""The driver: walks the iterations and stages of a SPARTA run, submitting their jobs.
+
+    python -m sparta_hpc.driver --config configs/tiny.yaml run.dir=runs/demo tribe.iterations=1
+    python -m sparta_hpc.driver --config configs/tiny.yaml --dry-run
+
+The run directory is the state: running the same command again resumes,
+skipping finished stages and shards. A resume with a changed config is
+refused unless --force-config. The driver never imports torch, transformers
+or h5py: those load inside the jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from .config import Config, ConfigError, config_to_yaml, load_config, validate
+from .events import EventLog, clock
+from .instructions import load_instructions
+from .io_utils import atomic_write_text, read_json
+from .launch import StageFailed, run_stage
+from .paths import STAGES, RunPaths
+from .stages import plan as plan_stage
+
+log = logging.getLogger("sparta_hpc")
+
+
+def check_resume(cfg: Config, paths: RunPaths, force: bool) -> None:
+    """Refuse to continue a run with a config other than the one it was started with."""
+    if not paths.config.exists():
+        return
+    old, new = paths.config.read_text(), config_to_yaml(cfg)
+    if old == new:
+        return
+    import difflib
+
+    diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "started with", "now"))
+    if not force:
+        raise ConfigError(f"{paths.config}: this run was started with another config:\n{diff}\n"
+                          "Use the same config to resume, another run.dir for a new run, "
+                          "or --force-config to continue with the new one.")
+    log.warning("continuing %s with a changed config (--force-config):\n%s", paths.root, diff)
+
+
+def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> list[int | None]:
+    """The tasks of a stage that are not done yet (finished shards and members are skipped)."""
+    if stage in ("gather", "aggregate"):
+        return [None]
+    if stage == "train":
+        return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, "train", m.name)]
+    plan = read_json(paths.plan(iteration))
+    return [i for i, (g, k) in enumerate(plan[f"{stage}_tasks"])
+            if not paths.shard(iteration, stage, g, k).exists()]
+
+
+def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int) -> None:
+    for stage in STAGES:
+        if paths.is_done(iteration, stage):
+            continue
+        if stage == "plan":
+            plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
+            events.write("stage_done", stage="plan", iteration=iteration)
+            continue
+        tasks = stage_tasks(cfg, paths, stage, iteration)
+        run_stage(cfg, paths, events, stage, iteration, tasks)
+        if stage in ("generate", "judge", "train"):
+            # gather and aggregate write their own markers; an array stage is
+            # done once every one of its tasks is
+            atomic_write_text(paths.marker(iteration, stage), "\n")
+
+
+def dry_run(cfg: Config, paths: RunPaths) -> str:
+    """The plan a person checks before spending cluster time."""
+    ratings = plan_stage.initial_ratings(cfg)
+    plan = plan_stage.make_plan(cfg, 0, ratings, set())
+    groups = plan["groups"]
+    lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
+             f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
+             f"{cfg.tribe.duels_per_iteration} duels, seed {cfg.tribe.seed}, executor {cfg.cluster.executor}",
+             "base-model groups (one model load per task serves the whole group):"]
+    for g, members in enumerate(groups):
+        lines.append(f"  group {g}: {cfg.members[members[0]].model}  <- "
+                     + ", ".join(cfg.members[i].name for i in members))
+    n_gen = -(-cfg.tribe.duels_per_iteration // cfg.generate.duels_per_shard)
+    n_judge = -(-cfg.tribe.duels_per_iteration // cfg.judge.duels_per_shard)
+    resources = (f"{cfg.cluster.local_parallel} at a time, {cfg.cluster.local_threads} threads each"
+                 if cfg.cluster.executor == "local" else "in the driver's process")
+    lines += ["per iteration:",
+              "  plan       in the driver",
+              f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
+              f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
+              f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
+              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score}",
+              "  gather     1 CPU job -> one HDF5 archive",
+              "  aggregate  1 CPU job -> ratings, preference pairs",
+              f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
+              f"lr {cfg.train.learning_rate}, beta {cfg.train.beta}"
+              + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
+              f"resources: local executor, {resources}"]
+    return "\n".join(lines)
+
+
+def summary_table(cfg: Config, paths: RunPaths) -> str:
+    names = cfg.member_names()
+    width = max(8, *(len(n) for n in names))
+    head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'valid judgments':>15}  {'pairs':>5}  " + \
+        "  ".join(f"{n:>{width}}" for n in names)
+    rows = [head]
+    for t in range(cfg.tribe.iterations):
+        if not paths.summary(t).exists():
+            break
+        s = read_json(paths.summary(t))
+        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}"
+        rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {valid:>15}  {s['pairs']:>5}  "
+                    + "  ".join(f"{s['ratings'][n]:>{width}.3f}" for n in names))
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="python -m sparta_hpc.driver", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="a YAML file (configs/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="section.name=value")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--force-config", action="store_true", help="resume even though the config changed")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        validate(cfg)
+        load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
+        paths = RunPaths(cfg.run.dir)
+        check_resume(cfg, paths, args.force_config)
+    except ConfigError as err:
+        log.error("config error: %s", err)
+        return 2
+    if args.dry_run:
+        print(dry_run(cfg, paths))
+        return 0
+    atomic_write_text(paths.config, config_to_yaml(cfg))
+    events = EventLog(paths.events)
+    events.write("driver_start", argv=sys.argv[1:] if argv is None else argv)
+    start = time.time()
+    try:
+        for t in range(cfg.tribe.iterations):
+            run_iteration(cfg, paths, events, t)
+    except StageFailed as err:
+        events.write("driver_failed", error=str(err))
+        log.error("%s", err)
+        return 1
+    events.write("driver_done", seconds=round(time.time() - start, 2))
+    log.info("run finished in %s; archive: %s", clock(time.time() - start), paths.root)
+    print(summary_table(cfg, paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

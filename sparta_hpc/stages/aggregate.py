@@ -1,0 +1,66 @@
+"""Aggregate: reputation-weighted winners, the reputation update, preference pairs (SPEC 1.5-1.7).
+
+Reads the archive's judge scores, runs the algorithm core, adds its results
+to the archive and writes the ratings for the next iteration and the pairs
+for training (TRL's conversational format; each member's system prompt is
+added by its own training job).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from ..algorithm.reputation import run_iteration
+from ..archive import read_archive, read_judged, write_aggregated
+from ..config import Config
+from ..io_utils import atomic_write_json, atomic_write_text, mark_done
+from ..paths import RunPaths
+from ..ratings_file import ratings_to_json
+from .common import stage_main
+
+log = logging.getLogger(__name__)
+
+
+def pair_rows(archive: dict, names: list[str]) -> list[dict]:
+    rows = []
+    for c, chosen, rejected, s_c, s_r in zip(archive["pairs/duel"], archive["pairs/chosen"],
+                                             archive["pairs/rejected"], archive["pairs/score_chosen"],
+                                             archive["pairs/score_rejected"]):
+        side_chosen = 0 if archive["duels/a"][c] == chosen else 1
+        text = archive["responses/text"][c]
+        rows.append({
+            "prompt": [{"role": "user", "content": archive["instructions/text"][c]}],
+            "chosen": [{"role": "assistant", "content": text[side_chosen]}],
+            "rejected": [{"role": "assistant", "content": text[1 - side_chosen]}],
+            "duel": int(c), "chosen_member": names[chosen], "rejected_member": names[rejected],
+            "score_chosen": float(s_c), "score_rejected": float(s_r),
+        })
+    return rows
+
+
+def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
+    if paths.is_done(iteration, "aggregate"):
+        return
+    archive_path = paths.archive(iteration)
+    duels, scores, before = read_judged(archive_path)
+    result = run_iteration(before, duels, scores, cfg.reputation)
+    write_aggregated(archive_path, result)
+    names = cfg.member_names()
+    archive = read_archive(archive_path)
+    rows = pair_rows(archive, names)
+    atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_json(paths.ratings(iteration + 1), ratings_to_json(names, result.ratings))
+    report = json.loads(archive["attrs"]["judge_report"])
+    atomic_write_json(paths.summary(iteration), {
+        "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
+        "judgments": sum(r["judgments"] for r in report.values()),
+        "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report, "pairs": len(rows),
+        "ratings": {n: float(r) for n, r in zip(names, result.ratings.rating)}})
+    mark_done(paths.marker(iteration, "aggregate"))
+    log.info("iteration %d: %d of %d duels had a valid judge, %d preference pairs", iteration,
+             int((result.n_judges > 0).sum()), len(duels), len(rows))
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, run, with_task=False)

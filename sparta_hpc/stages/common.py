@@ -1,0 +1,64 @@
+"""What every stage needs: the run's config, the members' weights of an iteration, task seeds."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ..config import Config, load_config
+from ..io_utils import read_json
+from ..paths import RunPaths
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, RunPaths]:
+    """The config a run was started with (RUN/config.yaml) and its paths."""
+    paths = RunPaths(run_dir)
+    return load_config(paths.config), paths
+
+
+def member_adapter(cfg: Config, paths: RunPaths, iteration: int, member: int) -> str | None:
+    """The LoRA adapter member `member` starts iteration `iteration` with (None: the bare base)."""
+    m = cfg.members[member]
+    if iteration == 0:
+        return m.adapter
+    return str(paths.adapter(iteration - 1, m.name))
+
+
+def task_seed(*parts: object) -> int:
+    """A stable 31-bit seed from (seed, iteration, stage, task, ...): the same on every rerun."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def set_threads(cfg: Config) -> None:
+    """Pin torch's CPU threads so a rerun computes exactly the same numbers."""
+    import torch
+
+    if cfg.cluster.executor != "slurm":
+        torch.set_num_threads(cfg.cluster.local_threads)
+    else:
+        torch.set_num_threads(int(os.environ.get("SLURM_CPUS_PER_TASK", torch.get_num_threads())))
+
+
+def read_plan(paths: RunPaths, iteration: int) -> dict:
+    return read_json(paths.plan(iteration))
+
+
+def stage_main(doc: str, run, with_task: bool = True) -> None:
+    """Command line of a stage: `python -m sparta_hpc.stages.X RUN_DIR --iteration N [--task K]`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--iteration", type=int, required=True)
+    if with_task:
+        parser.add_argument("--task", type=int, required=True, help="task index in the stage's task list")
+    args = parser.parse_args()
+    cfg, paths = load_run(args.run_dir)
+    if with_task:
+        run(cfg, paths, args.iteration, args.task)
+    else:
+        run(cfg, paths, args.iteration)

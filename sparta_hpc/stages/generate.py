@@ -1,0 +1,70 @@
+"""Generate: both duelists answer each instruction (SPEC 1.3).
+
+One array task = one base-model group x one shard of duels: the base model is
+loaded once and every member of the group answers its duels with its own
+adapter, chat template, system prompt and sampling settings.
+Output: RUN/iter_t/generate/gGG_sKKKK.json (its existence means the shard is done).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..config import Config
+from ..io_utils import atomic_write_json
+from ..paths import RunPaths
+from .common import member_adapter, read_plan, set_threads, stage_main, task_seed
+
+log = logging.getLogger(__name__)
+
+
+def conversation(system_prompt: str | None, text: str) -> list[dict]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return messages + [{"role": "user", "content": text}]
+
+
+def shard_rows(plan: dict, shard: int, per_shard: int) -> range:
+    return range(shard * per_shard, min((shard + 1) * per_shard, len(plan["duels"])))
+
+
+def open_group(cfg: Config, paths: RunPaths, iteration: int, group: list[int]):
+    from ..backends.hf import HFGroup
+
+    adapters = {cfg.members[i].name: member_adapter(cfg, paths, iteration, i) for i in group}
+    return HFGroup(cfg.members[group[0]].model, adapters, dtype=cfg.generate.dtype)
+
+
+def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
+    plan = read_plan(paths, iteration)
+    g, k = plan["generate_tasks"][task]
+    out = paths.shard(iteration, "generate", g, k)
+    if out.exists():
+        log.info("generate task %d (group %d, shard %d) is already done: %s", task, g, k, out)
+        return
+    set_threads(cfg)
+    group = plan["groups"][g]
+    start = time.time()
+    model = open_group(cfg, paths, iteration, group)
+    responses, n_tokens = [], 0
+    for i in group:
+        m = cfg.members[i]
+        slots = [(c, side) for c in shard_rows(plan, k, cfg.generate.duels_per_shard)
+                 for side in (0, 1) if plan["duels"][c][side] == i]
+        if not slots:
+            continue
+        convs = [conversation(m.system_prompt, plan["instructions"][c]["text"]) for c, _ in slots]
+        outs = model.generate(m.name, convs, temperature=m.temperature, top_p=m.top_p,
+                              max_new_tokens=m.max_new_tokens, batch_size=cfg.generate.batch_size,
+                              seed=task_seed(cfg.tribe.seed, iteration, "generate", k, m.name))
+        for (c, side), o in zip(slots, outs):
+            responses.append({"duel": c, "side": side, "member": m.name, "text": o.text, "n_tokens": o.n_tokens})
+            n_tokens += o.n_tokens
+    seconds = time.time() - start
+    atomic_write_json(out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
+                            "seconds": seconds, "model_loads": model.loads})
+    log.info("generate group %d shard %d: %d responses, %d tokens in %.1f s", g, k, len(responses), n_tokens, seconds)
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, run)

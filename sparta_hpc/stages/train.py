@@ -1,0 +1,126 @@
+"""Train: DPO of one member on all of the iteration's preference pairs (SPEC 1.8).
+
+The member starts from its own weights of iteration t (base + its adapter),
+and the same weights, frozen, are the reference: with a pretrained adapter TRL
+keeps a frozen copy of it as the "ref" adapter; a member without an adapter
+gets a fresh LoRA whose reference is the bare base (adapters disabled), which
+is the same function. The result, the member's adapter for t+1, is saved to
+RUN/iter_t/adapters/<member>/, then the marker is written.
+
+Checkpoints go to RUN/iter_t/train/<member>/ every `train.save_steps` steps;
+a rerun of a killed or preempted job resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from ..config import Config
+from ..io_utils import mark_done
+from ..paths import RunPaths
+from .common import member_adapter, set_threads, stage_main, task_seed
+
+log = logging.getLogger(__name__)
+
+
+def training_rows(pairs_path: Path, system_prompt: str | None) -> list[dict]:
+    rows = []
+    for line in pairs_path.read_text().splitlines():
+        row = json.loads(line)
+        prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + row["prompt"]
+        rows.append({"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]})
+    return rows
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    # a checkpoint counts only once the trainer state (written last) exists
+    points = [p for p in points if (p / "trainer_state.json").exists()]
+    return str(points[-1]) if points else None
+
+
+def load_policy(cfg: Config, model_path: str, adapter: str | None):
+    """(model, tokenizer, peft_config): the member's weights at iteration t, ready for DPO."""
+    import torch
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tc = cfg.train
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if tc.bf16 else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    if adapter:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer, None
+    lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
+                      target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
+    return model, tokenizer, lora
+
+
+def save_adapter(model, out: Path) -> None:
+    """Only the trained adapter ("default"), not TRL's frozen "ref" copy; atomically."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, selected_adapters=["default"])
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> dict:
+    from datasets import Dataset
+    from peft import get_peft_model
+    from trl import DPOConfig, DPOTrainer
+
+    m, tc = cfg.members[member], cfg.train
+    work = paths.train_dir(iteration, m.name)
+    model, tokenizer, lora = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member))
+    rows = training_rows(paths.pairs(iteration), m.system_prompt)
+    seed = task_seed(cfg.tribe.seed, iteration, "train", m.name)
+    if not rows:  # nothing to learn: the member stays as it is (a fresh adapter is the identity)
+        if lora is not None:
+            model = get_peft_model(model, lora)
+        save_adapter(model, paths.adapter(iteration, m.name))
+        return {"pairs": 0, "steps": 0}
+    args = DPOConfig(
+        output_dir=str(work), beta=tc.beta, learning_rate=tc.learning_rate, lr_scheduler_type=tc.lr_scheduler,
+        warmup_steps=tc.warmup_ratio, num_train_epochs=tc.epochs, max_steps=tc.max_steps,  # float < 1: a ratio
+        per_device_train_batch_size=tc.batch_size, gradient_accumulation_steps=tc.gradient_accumulation_steps,
+        max_length=tc.max_length, bf16=tc.bf16, gradient_checkpointing=tc.gradient_checkpointing,
+        save_strategy="steps", save_steps=tc.save_steps, save_total_limit=2, logging_steps=1,
+        report_to=[], seed=seed, data_seed=seed, deepspeed=tc.deepspeed, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
+                         peft_config=lora)
+    resume = last_checkpoint(work)
+    if resume:
+        log.info("%s: resuming DPO from %s", m.name, resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    if trainer.accelerator.is_main_process:
+        save_adapter(trainer.model, paths.adapter(iteration, m.name))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"pairs": len(rows), "steps": trainer.state.global_step, "resumed_from": resume,
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "train_seconds": result.metrics.get("train_runtime")}
+
+
+def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
+    name = cfg.members[task].name
+    if paths.is_done(iteration, "train", name):
+        log.info("train %s (iteration %d) is already done", name, iteration)
+        return
+    set_threads(cfg)
+    start = time.time()
+    summary = train_member(cfg, paths, iteration, task)
+    summary["seconds"] = time.time() - start
+    mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
+    log.info("train %s (iteration %d): %s", name, iteration, summary)
+
+
+if __name__ == "__main__":
+    stage_main(__doc__, run)
