@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-fast bench simulate clean
+.PHONY: venv test test-fast bench simulate clean demo tiny-tribe
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
-test: venv
+test: venv tiny-tribe
 	$(PY) -m pytest -q -ra
 
 test-fast: venv
@@ -35,3 +35,15 @@ simulate: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+MODEL := .cache/models/smollm2-135m-instruct
+
+$(MODEL)/sparta_hpc_ready: | venv
+	$(PY) tools/prepare_tiny_tribe.py --out $(MODEL)
+
+tiny-tribe: $(MODEL)/sparta_hpc_ready
+
+# A real SPARTA tribe of 4 small models, 2 iterations on CPU (about 10 minutes on 2 cores).
+demo: venv tiny-tribe
+	$(PY) -m sparta_hpc.driver --config configs/tiny.yaml run.dir=runs/demo
+	$(VENV)/bin/sparta-hpc export runs/demo --iteration 1 --duels

@@ -67,6 +67,11 @@ def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judg
     os.replace(tmp, path)
 
 
+def read_ratings_from(path: Path, group: str = "ratings_before") -> Ratings:
+    with h5py.File(path, "r") as f:
+        return read_ratings(f[group])
+
+
 def read_judged(path: Path) -> tuple[np.ndarray, np.ndarray, Ratings]:
     """(duels (n, 2), scores (n, M, 2), ratings before) for aggregation."""
     with h5py.File(path, "r") as f:

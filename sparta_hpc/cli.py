@@ -2,6 +2,7 @@
 
     sparta-hpc replay DUELS.jsonl --ratings RATINGS.json --out OUT.json [--set reputation.NAME=VALUE ...]
     sparta-hpc simulate [--members 10 --iterations 8 --duels 1000 --seed 42] [--set reputation.NAME=VALUE ...]
+    sparta-hpc export RUN_DIR --iteration N [--out DIR] [--duels]
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export
+
+    try:
+        out = export(args.run_dir, args.iteration, args.out, args.duels)
+    except (ExportError, OSError) as err:
+        log.error("export: %s", err)
+        return 2
+    log.info("export: iteration %d of %s written to %s", args.iteration, args.run_dir, out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[],
                    metavar="reputation.NAME=VALUE | matchmaking.alpha=VALUE | judge_noise_worst=VALUE")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("export", help="preference pairs (JSONL + HF dataset) and replay input of an iteration")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--iteration", type=int, required=True)
+    p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/export/iter_NNNN")
+    p.add_argument("--duels", action="store_true", help="also write duels.jsonl + ratings.json for replay")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

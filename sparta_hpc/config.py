@@ -102,12 +102,38 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What one job of a stage asks Slurm for (ignored by the local executor)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 60
+    nodes: int = 1
+    tasks_per_node: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 4
+    mem_gb: int = 16
+    constraint: str | None = None
+    array_parallelism: int = 64  # array tasks running at once
+    setup: list[str] = field(default_factory=list)  # e.g. "module load cuda/12.4", "source .venv/bin/activate"
+    extra_sbatch: dict[str, str] = field(default_factory=dict)  # further #SBATCH flags
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
+    # local: tasks run as processes on this machine (the default); debug: inside the
+    # driver's process (breakpoints work); slurm: through sbatch (resources below)
     executor: Literal["local", "slurm", "debug"] = "local"
-    # local executor: tasks of a stage running at once, and torch threads per task
-    local_parallel: int = 1
-    local_threads: int = 2
+    local_parallel: int = 1  # local executor: tasks of a stage running at once
+    local_threads: int = 2  # local executor: torch threads per task
     max_retries: int = 2  # a failed task is resubmitted (its own shards only) this often
+    generate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
+    judge: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
+    gather: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
+    aggregate: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
+    train: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64,
+                                                              time_min=240))
 
 
 @dataclass(frozen=True)
@@ -215,6 +241,9 @@ def validate(cfg: Config) -> None:
                         ("cluster.local_threads", cfg.cluster.local_threads)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
+    if cfg.cluster.executor == "slurm":
+        raise ConfigError("cluster.executor: slurm execution is not available in this version yet; "
+                          "use local (or debug)")
     if cfg.cluster.max_retries < 0:
         raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():

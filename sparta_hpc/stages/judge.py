@@ -55,7 +55,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
                  if j not in plan["duels"][c] for side in (0, 1)]
         if not slots:
             continue
-        convs = [judge_messages(plan["instructions"][c]["text"], responses[(c, side)], few_shot=jc.few_shot)
+        # A member judges as itself: its weights and its system prompt.
+        system = [{"role": "system", "content": cfg.members[j].system_prompt}] if cfg.members[j].system_prompt else []
+        convs = [system + judge_messages(plan["instructions"][c]["text"], responses[(c, side)], few_shot=jc.few_shot)
                  for c, side in slots]
         expected = [None] * len(slots)
         logprobs = [None] * len(slots)

@@ -1,11 +1,11 @@
 """Train: DPO of one member on all of the iteration's preference pairs (SPEC 1.8).
 
 The member starts from its own weights of iteration t (base + its adapter),
-and the same weights, frozen, are the reference: with a pretrained adapter TRL
-keeps a frozen copy of it as the "ref" adapter; a member without an adapter
-gets a fresh LoRA whose reference is the bare base (adapters disabled), which
-is the same function. The result, the member's adapter for t+1, is saved to
-RUN/iter_t/adapters/<member>/, then the marker is written.
+and the same weights, frozen, are the reference: TRL keeps a frozen copy of
+the adapter as its "ref" adapter. A member without an adapter gets a fresh
+LoRA (B = 0, so base + LoRA is still exactly the member), saved as
+train/<member>/initial_adapter. The result, the member's adapter for t+1, is
+saved to RUN/iter_t/adapters/<member>/, then the marker is written.
 
 Checkpoints go to RUN/iter_t/train/<member>/ every `train.save_steps` steps;
 a rerun of a killed or preempted job resumes from the last one.
@@ -43,27 +43,32 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(points[-1]) if points else None
 
 
-def load_policy(cfg: Config, model_path: str, adapter: str | None):
-    """(model, tokenizer, peft_config): the member's weights at iteration t, ready for DPO."""
+def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
+    """(model, tokenizer): the member's weights at iteration t as a trainable PeftModel."""
     import torch
-    from peft import LoraConfig, PeftModel
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tc = cfg.train
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if tc.bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if tc.bf16 else torch.float32)
     if adapter:
-        return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer, None
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer
     lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                       target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
-    return model, tokenizer, lora
+    initial = work / "initial_adapter"
+    if (initial / "adapter_config.json").exists():  # a resumed job: the same starting point
+        return PeftModel.from_pretrained(model, str(initial), is_trainable=True), tokenizer
+    model = get_peft_model(model, lora)
+    save_adapter(model, initial)
+    return model, tokenizer
 
 
 def save_adapter(model, out: Path) -> None:
     """Only the trained adapter ("default"), not TRL's frozen "ref" copy; atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, selected_adapters=["default"])
@@ -73,17 +78,17 @@ def save_adapter(model, out: Path) -> None:
 
 def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> dict:
     from datasets import Dataset
-    from peft import get_peft_model
     from trl import DPOConfig, DPOTrainer
 
     m, tc = cfg.members[member], cfg.train
     work = paths.train_dir(iteration, m.name)
-    model, tokenizer, lora = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member))
-    rows = training_rows(paths.pairs(iteration), m.system_prompt)
     seed = task_seed(cfg.tribe.seed, iteration, "train", m.name)
-    if not rows:  # nothing to learn: the member stays as it is (a fresh adapter is the identity)
-        if lora is not None:
-            model = get_peft_model(model, lora)
+    import torch
+
+    torch.manual_seed(seed)  # the fresh LoRA's A matrices
+    model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member), work)
+    rows = training_rows(paths.pairs(iteration), m.system_prompt)
+    if not rows:  # nothing to learn: the member stays as it is
         save_adapter(model, paths.adapter(iteration, m.name))
         return {"pairs": 0, "steps": 0}
     args = DPOConfig(
@@ -95,8 +100,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
         report_to=[], seed=seed, data_seed=seed, deepspeed=tc.deepspeed, disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
-                         peft_config=lora)
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)

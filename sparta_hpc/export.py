@@ -1,0 +1,59 @@
+"""`sparta-hpc export`: an iteration's preference pairs for other tools, and its duels for replay.
+
+    sparta-hpc export RUN_DIR --iteration N [--out DIR] [--duels]
+
+writes DIR/pairs.jsonl and DIR/dataset/ (a Hugging Face dataset, `load_from_disk`),
+both in TRL's conversational preference format (prompt / chosen / rejected
+message lists) plus the pair's duel, members and weighted scores; with
+--duels also DIR/duels.jsonl and DIR/ratings.json, the input of
+`sparta-hpc replay`. DIR defaults to RUN_DIR/export/iter_NNNN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .archive import read_archive, read_ratings_from
+from .io_utils import atomic_write_json, atomic_write_text
+from .paths import RunPaths
+from .ratings_file import ratings_to_json
+from .stages.aggregate import pair_rows
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def duel_rows(archive: dict, names: list[str]) -> list[dict]:
+    """The replay format: per duel, each judge's round-averaged scores of a and b (null: missing)."""
+    rows = []
+    scores = archive["judgments/score"]
+    for c, (a, b) in enumerate(zip(archive["duels/a"], archive["duels/b"])):
+        judged = {}
+        for j, name in enumerate(names):
+            if j in (a, b):
+                continue
+            judged[name] = [None if math.isnan(x) else float(x) for x in scores[c, j]]
+        rows.append({"a": names[a], "b": names[b], "scores": judged})
+    return rows
+
+
+def export(run_dir: Path, iteration: int, out: Path | None = None, duels: bool = False) -> Path:
+    paths = RunPaths(run_dir)
+    if not paths.is_done(iteration, "aggregate"):
+        raise ExportError(f"{run_dir}: iteration {iteration} is not aggregated yet (no {paths.marker(iteration, 'aggregate')})")
+    out = Path(out or paths.root / "export" / f"iter_{iteration:04d}")
+    archive = read_archive(paths.archive(iteration))
+    names = json.loads(archive["attrs"]["members"])
+    rows = pair_rows(archive, names)
+    atomic_write_text(out / "pairs.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    from datasets import Dataset
+
+    dataset_dir = out / "dataset"
+    Dataset.from_list(rows).save_to_disk(str(dataset_dir))
+    if duels:
+        atomic_write_text(out / "duels.jsonl", "".join(json.dumps(r) + "\n" for r in duel_rows(archive, names)))
+        atomic_write_json(out / "ratings.json", ratings_to_json(names, read_ratings_from(paths.archive(iteration))))
+    return out

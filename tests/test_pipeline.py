@@ -1,0 +1,198 @@
+"""The tiny tribe end to end on CPU through the real driver: every stage, the archive, resume.
+
+Slow (minutes): real models generate, judge and DPO-train in local submitit jobs.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from sparta_hpc.archive import read_archive
+from sparta_hpc.paths import RunPaths
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+# One short iteration: 4 duels in 2 shards, short answers, 2 DPO steps per member.
+OVERRIDES = ["tribe.iterations=1", "tribe.duels_per_iteration=4", "generate.duels_per_shard=2",
+             "judge.duels_per_shard=2", "train.max_steps=2", "train.save_steps=1"] + [
+    f"tribe.members.{m}.max_new_tokens=24" for m in ("concise", "stepwise", "friendly", "plain")]
+MEMBERS = ["concise", "stepwise", "friendly", "plain"]
+
+
+def command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml", f"run.dir={run_dir}",
+            *OVERRIDES]
+
+
+def run_driver(run_dir: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command(run_dir), cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = run_driver(run_dir)
+    return run_dir, proc
+
+
+def test_one_iteration_through_every_stage(reference_run):
+    run_dir, proc = reference_run
+    paths = RunPaths(run_dir)
+    for stage in ("plan", "generate", "judge", "gather", "aggregate", "train"):
+        assert paths.is_done(0, stage)
+    assert "valid judgments" in proc.stdout and "concise" in proc.stdout  # the summary table
+
+    a = read_archive(paths.archive(0))
+    n, m = 4, len(MEMBERS)
+    assert json.loads(a["attrs"]["members"]) == MEMBERS
+    assert "tribe:" in a["attrs"]["config"] and json.loads(a["attrs"]["versions"])["torch"].startswith("2.13")
+    assert len(a["instructions/text"]) == n and all(a["instructions/text"])
+    duels = np.stack([a["duels/a"], a["duels/b"]], axis=1)
+    assert (duels[:, 0] != duels[:, 1]).all()
+    # real text from real models, one per duelist
+    assert a["responses/text"].shape == (n, 2) and all(t.strip() for t in a["responses/text"].ravel())
+    assert (a["responses/n_tokens"] > 0).all()
+    # every non-duelist judged both responses; duelists never did
+    raw, parsed, expected = a["judgments/raw"], a["judgments/parsed"], a["judgments/expected"]
+    assert raw.shape == (n, m, 2, 1)
+    for c in range(n):
+        for j in range(m):
+            judged = j not in duels[c]
+            assert all(bool(x) == judged for x in raw[c, j].ravel())
+            assert np.isfinite(expected[c, j]).all() == judged  # the expected score always exists
+            for p in parsed[c, j].ravel():
+                assert math.isnan(p) or 1 <= p <= 10
+    assert a["judgments/logprobs"].shape == (n, m, 2, 10)
+    report = json.loads(a["attrs"]["judge_report"])
+    assert sum(r["judgments"] for r in report.values()) == n * (m - 2) * 2
+    # the archive's scores feed the reputation update and the pairs
+    assert np.isfinite(a["weighted_scores/final"]).all()
+    assert a["ratings_before/rating"].tolist() == [100.0] * m
+    assert not np.allclose(a["ratings_after/rating"], a["ratings_before/rating"])
+    pairs = [json.loads(line) for line in paths.pairs(0).read_text().splitlines()]
+    assert len(pairs) == len(a["pairs/duel"]) >= 1
+    for row, c, ch in zip(pairs, a["pairs/duel"], a["pairs/chosen"]):
+        assert row["score_chosen"] > row["score_rejected"]
+        assert row["chosen_member"] == MEMBERS[ch] and MEMBERS.index(row["rejected_member"]) in duels[c]
+        assert row["chosen"][0]["content"] in a["responses/text"][c].tolist()
+    ratings = json.loads(paths.ratings(1).read_text())
+    assert [ratings[name]["rating"] for name in MEMBERS] == a["ratings_after/rating"].tolist()
+
+
+def test_every_member_adapter_was_trained(reference_run):
+    run_dir, _ = reference_run
+    paths = RunPaths(run_dir)
+    for name in MEMBERS:
+        before = load_file(paths.train_dir(0, name) / "initial_adapter" / "adapter_model.safetensors")
+        after = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
+        assert before.keys() == after.keys() and before
+        changed = [k for k in before if not np.array_equal(before[k], after[k])]
+        assert len(changed) == len(before), f"{name}: only {len(changed)} of {len(before)} tensors changed"
+        summary = json.loads(paths.marker(0, "train", name).read_text())
+        assert summary["steps"] == 2 and summary["pairs"] >= 1
+
+
+def test_export_feeds_trl_and_replay(reference_run, tmp_path):
+    run_dir, _ = reference_run
+    out = tmp_path / "export"
+    subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "export", str(run_dir), "--iteration", "0",
+                    "--out", str(out), "--duels"], check=True, cwd=ROOT)
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(out / "dataset"))
+    assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+    assert len(dataset) == len((out / "pairs.jsonl").read_text().splitlines())
+    # replaying the exported judgments reproduces the run's reputation update exactly
+    subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "replay", str(out / "duels.jsonl"), "--ratings",
+                    str(out / "ratings.json"), "--out", str(tmp_path / "replay.json")], check=True)
+    replayed = json.loads((tmp_path / "replay.json").read_text())
+    assert replayed["ratings"] == json.loads(RunPaths(run_dir).ratings(1).read_text())
+    # TRL's DPOTrainer takes the dataset as is
+    code = f"""
+import sys
+from datasets import load_from_disk
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
+args = DPOConfig(output_dir=sys.argv[3], max_steps=1, per_device_train_batch_size=2, bf16=False,
+                 report_to=[], max_length=128, disable_tqdm=True)
+trainer = DPOTrainer(model=model, args=args, processing_class=tok, train_dataset=load_from_disk(sys.argv[2]),
+                     peft_config=LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+print("loss", trainer.train().training_loss)
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / ".cache/models/smollm2-135m-instruct"),
+                           str(out / "dataset"), str(tmp_path / "trl")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "loss" in proc.stdout
+
+
+def wait_for(condition, proc, timeout=900):
+    start = time.time()
+    while not condition():
+        assert proc.poll() is None, f"the driver ended before the kill point: {proc.stderr.read()[-2000:]}"
+        assert time.time() - start < timeout, "timed out waiting for the kill point"
+        time.sleep(0.1)
+
+
+def kill_driver_when(run_dir: Path, condition) -> None:
+    proc = subprocess.Popen(command(run_dir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for(condition, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(2)  # local tasks notice their driver is gone within a second
+
+
+def test_killed_driver_resumes_and_equals_an_uninterrupted_run(reference_run, tmp_path):
+    ref_dir, _ = reference_run
+    ref, run_dir = RunPaths(ref_dir), tmp_path / "run"
+    paths = RunPaths(run_dir)
+    first_shard = paths.shard(0, "generate", 0, 0)
+
+    # 1. SIGKILL in the middle of the generate stage: one shard written, the other not
+    kill_driver_when(run_dir, first_shard.exists)
+    assert not paths.is_done(0, "generate")
+    shard_stamp = first_shard.stat().st_mtime_ns
+
+    # 2. rerun; SIGKILL in the middle of training: the first member has a checkpoint but no marker
+    checkpoint = paths.train_dir(0, MEMBERS[0]) / "checkpoint-1" / "trainer_state.json"
+    kill_driver_when(run_dir, checkpoint.exists)
+    assert not paths.is_done(0, "train", MEMBERS[0])
+    assert first_shard.stat().st_mtime_ns == shard_stamp, "a finished shard was recomputed"
+
+    # 3. rerun to the end
+    run_driver(run_dir)
+    assert first_shard.stat().st_mtime_ns == shard_stamp
+    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    submits = [e for e in events if e["event"] == "task_submit" and e["stage"] == "generate"]
+    assert [e["task"] for e in submits].count(0) == 1, "generate task 0 ran again after the kill"
+    resumed = json.loads(paths.marker(0, "train", MEMBERS[0]).read_text())["resumed_from"]
+    assert resumed and resumed.endswith("checkpoint-1"), "training restarted from step 0"
+
+    # the same seed gives the same outputs as the uninterrupted run
+    assert paths.plan(0).read_text() == ref.plan(0).read_text()
+    assert paths.pairs(0).read_text() == ref.pairs(0).read_text()
+    assert paths.ratings(1).read_text() == ref.ratings(1).read_text()
+    a, b = read_archive(paths.archive(0)), read_archive(ref.archive(0))
+    for key in ("responses/text", "judgments/raw", "judgments/expected", "weighted_scores/final"):
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for name in MEMBERS:
+        x = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
+        y = load_file(ref.adapter(0, name) / "adapter_model.safetensors")
+        for k in x:
+            np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
