@@ -121,7 +121,7 @@ def test_export_feeds_trl_and_replay(reference_run, tmp_path):
     replayed = json.loads((tmp_path / "replay.json").read_text())
     assert replayed["ratings"] == json.loads(RunPaths(run_dir).ratings(1).read_text())
     # TRL's DPOTrainer takes the dataset as is
-    code = f"""
+    code = """
 import sys
 from datasets import load_from_disk
 from peft import LoraConfig
