@@ -27,8 +27,9 @@ test: venv tiny-tribe
 test-fast: venv
 	$(PY) -m pytest -q -ra -m "not slow and not slurm"
 
-bench: venv
+bench: venv tiny-tribe
 	$(PY) bench/bench_reputation.py
+	$(PY) bench/bench_pipeline.py
 
 simulate: venv
 	$(VENV)/bin/sparta-hpc simulate

@@ -27,6 +27,31 @@ from .stages import plan as plan_stage
 log = logging.getLogger("sparta_hpc")
 
 
+def lock_run(paths: RunPaths):
+    """Hold RUN/driver.lock for the driver's lifetime: two drivers on one run would race for its shards.
+
+    The lock is released by the kernel when the process dies, so a killed
+    driver never leaves a stale lock behind.
+    """
+    import fcntl
+    import os
+    import socket
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    handle = open(paths.root / "driver.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise ConfigError(f"{paths.root} is in use by another driver ({handle.read().strip() or 'unknown'}); "
+                          "wait for it to finish or stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
 def check_resume(cfg: Config, paths: RunPaths, force: bool) -> None:
     """Refuse to continue a run with a config other than the one it was started with."""
     if not paths.config.exists():
@@ -115,6 +140,9 @@ def summary_table(cfg: Config, paths: RunPaths) -> str:
         valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}"
         rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {valid:>15}  {s['pairs']:>5}  "
                     + "  ".join(f"{s['ratings'][n]:>{width}.3f}" for n in names))
+        silent = [f"{n} {r['unparsed']}/{r['judgments']}" for n, r in s["judges"].items() if r["unparsed"]]
+        if silent:
+            rows.append(f"{'':>4}  judgments without a parsable score: " + ", ".join(silent))
     return "\n".join(rows)
 
 
@@ -140,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(dry_run(cfg, paths))
         return 0
+    try:
+        lock = lock_run(paths)  # noqa: F841 (held until the process ends)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
     atomic_write_text(paths.config, config_to_yaml(cfg))
     events = EventLog(paths.events)
     events.write("driver_start", argv=sys.argv[1:] if argv is None else argv)

@@ -42,9 +42,9 @@ class Progress:
         self.last_print = 0.0
         self.last_done = -1
 
-    def update(self, done: int, running: int, retried: int = 0, force: bool = False) -> None:
+    def update(self, done: int, running: int, retried: int = 0) -> None:
         now = time.time()
-        if not force and done == self.last_done and now - self.last_print < self.every:
+        if done == self.last_done and now - self.last_print < self.every:
             return
         elapsed = now - self.start
         eta = f", ETA {clock(elapsed / done * (self.total - done))}" if 0 < done < self.total else ""

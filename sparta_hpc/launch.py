@@ -78,7 +78,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             if error is None:
                 done += 1
                 events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
-                             job_id=str(attempt.job.job_id))
+                             job_id=str(attempt.job.job_id), **attempt.job.result())
                 continue
             log_file = attempt.job.paths.stderr
             events.write("task_failed", stage=stage, iteration=iteration, task=attempt.task,
@@ -96,6 +96,5 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 f"{stage} (iteration {iteration}) task {attempt.task} failed {attempt.number} times; "
                 f"see its log {log_file}. Fix the cause and run the same command again to resume.")
         progress.update(done, len(running), retried)
-    progress.update(done, 0, retried, force=True)
     events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),
                  seconds=round(time.time() - start, 2))

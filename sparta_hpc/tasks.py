@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import resource
 import sys
 import threading
 import time
@@ -38,7 +39,8 @@ def _exit_with_driver(driver_pid: int) -> None:
 
 
 def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
-             driver_pid: int | None = None) -> str:
+             driver_pid: int | None = None) -> dict:
+    """Run one task; returns its wall time and peak memory for the driver's event log."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,10 +49,13 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
         _exit_with_driver(driver_pid)
     from .stages.common import load_run
 
+    start = time.time()
     cfg, paths = load_run(run_dir)
     module = importlib.import_module(f"sparta_hpc.stages.{stage}")
     if task is None:
         module.run(cfg, paths, iteration)
     else:
         module.run(cfg, paths, iteration, task)
-    return f"{stage} iteration {iteration} task {task}: done"
+    # ru_maxrss is in KiB on Linux
+    return {"seconds": round(time.time() - start, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

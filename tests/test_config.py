@@ -134,3 +134,15 @@ def test_bad_instruction_files(tmp_path, content, message):
     (tmp_path / "i.jsonl").write_text(content)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_instructions(InstructionsConfig(source=str(tmp_path / "i.jsonl"), prompt_field="q"))
+
+
+def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model):
+    from sparta_hpc.driver import lock_run
+    from sparta_hpc.paths import RunPaths
+
+    path = write_config(tmp_path, fake_model)
+    held = lock_run(RunPaths(tmp_path / "run"))
+    proc = driver("--config", path)
+    assert proc.returncode == 2 and "in use by another driver (pid" in proc.stderr
+    assert not (tmp_path / "run" / "events.jsonl").exists()
+    held.close()

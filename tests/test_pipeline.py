@@ -23,28 +23,29 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-# One short iteration: 4 duels in 2 shards, short answers, 2 DPO steps per member.
-OVERRIDES = ["tribe.iterations=1", "tribe.duels_per_iteration=4", "generate.duels_per_shard=2",
+# Short iterations: 4 duels in 2 shards, short answers, 2 DPO steps per member.
+OVERRIDES = ["tribe.duels_per_iteration=4", "generate.duels_per_shard=2",
              "judge.duels_per_shard=2", "train.max_steps=2", "train.save_steps=1"] + [
     f"tribe.members.{m}.max_new_tokens=24" for m in ("concise", "stepwise", "friendly", "plain")]
 MEMBERS = ["concise", "stepwise", "friendly", "plain"]
 
 
-def command(run_dir: Path) -> list[str]:
+def command(run_dir: Path, iterations: int) -> list[str]:
     return [sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml", f"run.dir={run_dir}",
-            *OVERRIDES]
+            f"tribe.iterations={iterations}", *OVERRIDES]
 
 
-def run_driver(run_dir: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(command(run_dir), cwd=ROOT, capture_output=True, text=True, timeout=1800)
+def run_driver(run_dir: Path, iterations: int) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command(run_dir, iterations), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
 @pytest.fixture(scope="session")
 def reference_run(tiny_model, tmp_path_factory):
+    """Two whole iterations: the second one serves and trains the adapters the first one made."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    proc = run_driver(run_dir)
+    proc = run_driver(run_dir, iterations=2)
     return run_dir, proc
 
 
@@ -105,6 +106,43 @@ def test_every_member_adapter_was_trained(reference_run):
         assert summary["steps"] == 2 and summary["pairs"] >= 1
 
 
+def test_the_second_iteration_continues_from_the_first(reference_run):
+    run_dir, proc = reference_run
+    paths = RunPaths(run_dir)
+    a0, a1 = read_archive(paths.archive(0)), read_archive(paths.archive(1))
+    np.testing.assert_array_equal(a1["ratings_before/rating"], a0["ratings_after/rating"])
+    assert not set(a0["instructions/id"]) & set(a1["instructions/id"]), "unused instructions come first"
+    for name in MEMBERS:
+        # iteration 1 trained each member's own adapter further, against a frozen copy of it
+        start = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
+        end = load_file(paths.adapter(1, name) / "adapter_model.safetensors")
+        assert start.keys() == end.keys()
+        assert all(not np.array_equal(start[k], end[k]) for k in start)
+    for shard in sorted((paths.iteration(1) / "generate").glob("*.json")):
+        assert json.loads(shard.read_text())["model_loads"] == 1  # one base model, four adapters
+    assert proc.stdout.count("\n") >= 3  # header + one row per iteration
+
+
+def test_one_base_load_serves_each_members_adapter(reference_run):
+    """Switching adapters on one loaded base gives exactly what loading each member alone gives."""
+    from sparta_hpc.backends.hf import HFGroup
+
+    run_dir, _ = reference_run
+    paths = RunPaths(run_dir)
+    model_dir = str(ROOT / ".cache/models/smollm2-135m-instruct")
+    adapters = {"concise": str(paths.adapter(0, "concise")), "stepwise": str(paths.adapter(0, "stepwise")),
+                "plain": None}
+    group = HFGroup(model_dir, adapters)
+    assert group.loads == 1
+    conv = [[{"role": "user", "content": "What is 12 + 30?"}]]
+    shared = {name: group.score_logprobs(name, conv, "", ["42", "The"], 1)[0] for name in adapters}
+    assert shared["concise"] != shared["plain"] and shared["concise"] != shared["stepwise"]
+    for name, path in adapters.items():
+        alone = HFGroup(model_dir, {name: path})
+        np.testing.assert_allclose(list(alone.score_logprobs(name, conv, "", ["42", "The"], 1)[0].values()),
+                                   list(shared[name].values()), rtol=0, atol=1e-4)
+
+
 def test_export_feeds_trl_and_replay(reference_run, tmp_path):
     run_dir, _ = reference_run
     out = tmp_path / "export"
@@ -150,7 +188,7 @@ def wait_for(condition, proc, timeout=900):
 
 
 def kill_driver_when(run_dir: Path, condition) -> None:
-    proc = subprocess.Popen(command(run_dir), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(command(run_dir, 1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     wait_for(condition, proc)
     os.kill(proc.pid, signal.SIGKILL)
@@ -176,7 +214,7 @@ def test_killed_driver_resumes_and_equals_an_uninterrupted_run(reference_run, tm
     assert first_shard.stat().st_mtime_ns == shard_stamp, "a finished shard was recomputed"
 
     # 3. rerun to the end
-    run_driver(run_dir)
+    run_driver(run_dir, 1)
     assert first_shard.stat().st_mtime_ns == shard_stamp
     events = [json.loads(line) for line in paths.events.read_text().splitlines()]
     submits = [e for e in events if e["event"] == "task_submit" and e["stage"] == "generate"]
@@ -184,7 +222,8 @@ def test_killed_driver_resumes_and_equals_an_uninterrupted_run(reference_run, tm
     resumed = json.loads(paths.marker(0, "train", MEMBERS[0]).read_text())["resumed_from"]
     assert resumed and resumed.endswith("checkpoint-1"), "training restarted from step 0"
 
-    # the same seed gives the same outputs as the uninterrupted run
+    # the same seed gives the same outputs as the uninterrupted run (iteration 0 does not
+    # depend on how many iterations follow)
     assert paths.plan(0).read_text() == ref.plan(0).read_text()
     assert paths.pairs(0).read_text() == ref.pairs(0).read_text()
     assert paths.ratings(1).read_text() == ref.ratings(1).read_text()

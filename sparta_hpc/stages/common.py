@@ -48,6 +48,19 @@ def read_plan(paths: RunPaths, iteration: int) -> dict:
     return read_json(paths.plan(iteration))
 
 
+def shard_task(cfg: Config, paths: RunPaths, stage: str, iteration: int, task: int):
+    """(plan, group, shard, output path) of an array task, or None when its shard file already exists."""
+    plan = read_plan(paths, iteration)
+    g, k = plan[f"{stage}_tasks"][task]
+    out = paths.shard(iteration, stage, g, k)
+    if out.exists():
+        logging.getLogger(__name__).info("%s task %d (group %d, shard %d) is already done: %s",
+                                         stage, task, g, k, out)
+        return None
+    set_threads(cfg)
+    return plan, g, k, out
+
+
 def stage_main(doc: str, run, with_task: bool = True) -> None:
     """Command line of a stage: `python -m sparta_hpc.stages.X RUN_DIR --iteration N [--task K]`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)

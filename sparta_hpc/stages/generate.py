@@ -14,7 +14,7 @@ import time
 from ..config import Config
 from ..io_utils import atomic_write_json
 from ..paths import RunPaths
-from .common import member_adapter, read_plan, set_threads, stage_main, task_seed
+from .common import member_adapter, shard_task, stage_main, task_seed
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,10 @@ def open_group(cfg: Config, paths: RunPaths, iteration: int, group: list[int]):
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
-    plan = read_plan(paths, iteration)
-    g, k = plan["generate_tasks"][task]
-    out = paths.shard(iteration, "generate", g, k)
-    if out.exists():
-        log.info("generate task %d (group %d, shard %d) is already done: %s", task, g, k, out)
+    opened = shard_task(cfg, paths, "generate", iteration, task)
+    if opened is None:
         return
-    set_threads(cfg)
+    plan, g, k, out = opened
     group = plan["groups"][g]
     start = time.time()
     model = open_group(cfg, paths, iteration, group)

@@ -16,7 +16,7 @@ from ..algorithm.judging import SCORES, expected_score, judge_messages, parse_sc
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
 from ..paths import RunPaths
-from .common import read_plan, set_threads, stage_main, task_seed
+from .common import shard_task, stage_main, task_seed
 from .generate import open_group, shard_rows
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,10 @@ def shard_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> 
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
-    plan = read_plan(paths, iteration)
-    g, k = plan["judge_tasks"][task]
-    out = paths.shard(iteration, "judge", g, k)
-    if out.exists():
-        log.info("judge task %d (group %d, shard %d) is already done: %s", task, g, k, out)
+    opened = shard_task(cfg, paths, "judge", iteration, task)
+    if opened is None:
         return
-    set_threads(cfg)
+    plan, g, k, out = opened
     jc = cfg.judge
     responses = shard_responses(paths, plan, iteration, k)
     start = time.time()
