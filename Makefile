@@ -8,7 +8,14 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-fast bench simulate clean demo tiny-tribe
+.PHONY: venv test test-fast bench simulate clean demo tiny-tribe slurm-up slurm-down
+
+# The single-host Slurm test cluster (slurm/local-cluster/start.sh); the `slurm`
+# tests talk to it through SLURM_CONF.
+SLURM_BASE ?= /tmp/sparta-slurm
+export SLURM_BASE
+export SLURM_CONF := $(SLURM_BASE)/etc/slurm.conf
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +28,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
-test: venv tiny-tribe
-	$(PY) -m pytest -q -ra
+slurm-up:
+ifeq ($(IS_ROOT),yes)
+	slurm/local-cluster/start.sh
+else
+	@echo "****************************************************************************"
+	@echo "*** not root: the single-host Slurm cannot be started (it needs apt-get,  ***"
+	@echo "*** munge and daemons run as root); the 'slurm' tests will be SKIPPED.    ***"
+	@echo "****************************************************************************"
+endif
+
+slurm-down:
+	slurm/local-cluster/stop.sh
+
+# As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
+test: venv tiny-tribe slurm-up
+	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra
 
 test-fast: venv
 	$(PY) -m pytest -q -ra -m "not slow and not slurm"

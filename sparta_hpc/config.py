@@ -98,7 +98,9 @@ class TrainConfig:
     bf16: bool = False  # True on GPUs; on CPU fp32 is much faster
     gradient_checkpointing: bool = False
     save_steps: int = 50  # checkpoint every N steps: a killed or preempted job resumes from the last
-    deepspeed: str | None = None  # a DeepSpeed JSON (configs/deepspeed/); None: plain data parallel
+    # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json; ZeRO-3 has no train_batch_size:
+    # TRL's reference-model init asserts on it); None: plain data parallel
+    deepspeed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,9 @@ def resolve_paths(cfg: Config) -> Config:
     source = cfg.instructions.source
     if source != "demo":
         source = resolve_path(source)
+    deepspeed = resolve_path(cfg.train.deepspeed) if cfg.train.deepspeed else None
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
-                   tribe=replace(cfg.tribe, members=members),
+                   tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
                    instructions=replace(cfg.instructions, source=source))
 
 
@@ -241,9 +244,6 @@ def validate(cfg: Config) -> None:
                         ("cluster.local_threads", cfg.cluster.local_threads)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
-    if cfg.cluster.executor == "slurm":
-        raise ConfigError("cluster.executor: slurm execution is not available in this version yet; "
-                          "use local (or debug)")
     if cfg.cluster.max_retries < 0:
         raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():

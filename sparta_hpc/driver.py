@@ -110,8 +110,7 @@ def dry_run(cfg: Config, paths: RunPaths) -> str:
                      + ", ".join(cfg.members[i].name for i in members))
     n_gen = -(-cfg.tribe.duels_per_iteration // cfg.generate.duels_per_shard)
     n_judge = -(-cfg.tribe.duels_per_iteration // cfg.judge.duels_per_shard)
-    resources = (f"{cfg.cluster.local_parallel} at a time, {cfg.cluster.local_threads} threads each"
-                 if cfg.cluster.executor == "local" else "in the driver's process")
+
     lines += ["per iteration:",
               "  plan       in the driver",
               f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
@@ -123,8 +122,36 @@ def dry_run(cfg: Config, paths: RunPaths) -> str:
               f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
               f"lr {cfg.train.learning_rate}, beta {cfg.train.beta}"
               + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
-              f"resources: local executor, {resources}"]
+              ] + resource_lines(cfg)
     return "\n".join(lines)
+
+
+def resource_lines(cfg: Config) -> list[str]:
+    c = cfg.cluster
+    if c.executor == "local":
+        return [f"resources: local executor, {c.local_parallel} task(s) at a time, {c.local_threads} threads each"]
+    if c.executor == "debug":
+        return ["resources: debug executor, every task inside the driver's process"]
+    lines = ["resources (Slurm, per job):"]
+    for stage in ("generate", "judge", "gather", "aggregate", "train"):
+        r = getattr(c, stage)
+        where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint")
+                         if getattr(r, k))
+        lines.append(f"  {stage:10s} {r.nodes} node(s) x {r.tasks_per_node} task(s), {r.gpus_per_node} GPU(s)/node, "
+                     f"{r.cpus_per_task} CPUs/task, {r.mem_gb} GB, {r.time_min} min, "
+                     f"array parallelism {r.array_parallelism} {where}".rstrip())
+    lines.append("  (python -m sparta_hpc.driver ... --dry-run --show-sbatch prints the sbatch scripts)")
+    return lines
+
+
+def sbatch_scripts(cfg: Config, paths: RunPaths) -> str:
+    from .launch import sbatch_script
+
+    plan = plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
+    counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
+              "aggregate": 1, "train": len(cfg.members)}
+    return "\n".join(f"# ---- {stage}: {n} task(s) (iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
+                     for stage, n in counts.items())
 
 
 def summary_table(cfg: Config, paths: RunPaths) -> str:
@@ -154,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a YAML file (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="section.name=value")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    parser.add_argument("--show-sbatch", action="store_true", help="with --dry-run: print the sbatch scripts")
     parser.add_argument("--force-config", action="store_true", help="resume even though the config changed")
     args = parser.parse_args(argv)
     try:
@@ -167,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.dry_run:
         print(dry_run(cfg, paths))
+        if args.show_sbatch:
+            print(sbatch_scripts(cfg, paths))
         return 0
     try:
         lock = lock_run(paths)  # noqa: F841 (held until the process ends)

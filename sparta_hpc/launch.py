@@ -1,10 +1,12 @@
 """Submitting a stage's tasks through submitit, waiting, retrying and reporting progress.
 
-The local executor (the default) runs each task as a process on this machine,
-`cluster.local_parallel` at a time; `debug` runs them in the driver's own
-process (breakpoints work). A failed task is resubmitted, for its own
-shards only, up to `cluster.max_retries` times; then the stage stops with a
-message naming the task and its log file. Rerunning the driver resumes.
+`slurm`: a stage's tasks go out as one job array (`cluster.<stage>` gives its
+resources); the local executor (the default) runs each task as a process on
+this machine, `cluster.local_parallel` at a time; `debug` runs them in the
+driver's own process (breakpoints work). A failed or cancelled task is
+resubmitted, for its own shards only, up to `cluster.max_retries` times; then
+the stage stops with a message naming the task and its log file. Rerunning
+the driver resumes.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from .config import Config
+from .config import Config, Resources
 from .events import EventLog, Progress
 from .paths import RunPaths
-from .tasks import run_task
+from .tasks import StageTask
 
 log = logging.getLogger("sparta_hpc")
 
@@ -35,16 +37,84 @@ class Attempt:
     job: object  # submitit.Job
 
 
+def slurm_parameters(r: Resources, stage: str) -> dict:
+    """submitit SlurmExecutor parameters for one stage's jobs."""
+    params = dict(job_name=f"sparta-{stage}", time=r.time_min, nodes=r.nodes, ntasks_per_node=r.tasks_per_node,
+                  cpus_per_task=r.cpus_per_task, mem=f"{r.mem_gb}G", array_parallelism=r.array_parallelism,
+                  setup=list(r.setup), additional_parameters=dict(r.extra_sbatch),
+                  # time to checkpoint before a timeout kill: requeued tasks resume
+                  signal_delay_s=120)
+    if r.gpus_per_node:
+        params["gpus_per_node"] = r.gpus_per_node
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(r, key):
+            params[key] = getattr(r, key)
+    return params
+
+
 def make_executor(cfg: Config, paths: RunPaths, stage: str):
     import submitit
 
     folder = paths.logs / stage / "%j"
     if cfg.cluster.executor == "debug":
         return submitit.DebugExecutor(folder=folder)
+    if cfg.cluster.executor == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.cluster.max_retries + 1)
+        executor.update_parameters(**slurm_parameters(getattr(cfg.cluster, stage), stage))
+        return executor
     executor = submitit.LocalExecutor(folder=folder)
     # local jobs have no time limit of their own; the default would kill a task after 2 minutes
     executor.update_parameters(timeout_min=7 * 24 * 60)
     return executor
+
+
+def sbatch_script(cfg: Config, stage: str, n_tasks: int, folder: str = "RUN/logs") -> str:
+    """The sbatch script submitit writes for a stage's job array (for --dry-run and the golden test)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = slurm_parameters(getattr(cfg.cluster, stage), stage)
+    array = stage in ("generate", "judge", "train")  # gather and aggregate are single plain jobs
+    return _make_sbatch_string(command="python -u -m submitit.core._submit " + f"{folder}/{stage}/%j",
+                               folder=f"{folder}/{stage}/%j", map_count=n_tasks if array else None, **params)
+
+
+# Slurm states of a job that is still going to produce its result.
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+         "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT")
+
+
+def adopt_in_flight(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int,
+                    tasks: list[int | None]) -> dict:
+    """Slurm jobs that an earlier (killed, requeued) driver submitted and that are still alive.
+
+    Waiting for them instead of resubmitting keeps a resumed driver from running
+    the same shard twice. Local jobs never outlive their driver, so only Slurm.
+    """
+    if cfg.cluster.executor != "slurm":
+        return {}
+    import submitit
+
+    latest: dict = {}
+    for e in events.read():
+        if e.get("stage") != stage or e.get("iteration") != iteration:
+            continue
+        if e["event"] in ("task_submit", "task_adopt"):
+            latest[e["task"]] = (e["job_id"], e.get("attempt", 1))
+        elif e["event"] in ("task_done", "task_failed"):
+            latest.pop(e["task"], None)
+    adopted = {}
+    for task, (job_id, attempt) in latest.items():
+        if task not in tasks:
+            continue
+        job = submitit.SlurmJob(folder=paths.logs / stage / "%j", job_id=job_id)
+        state = job.state.split()[0] if job.state else "UNKNOWN"
+        if state in ALIVE:
+            adopted[task] = Attempt(task, attempt, job)
+            events.write("task_adopt", stage=stage, iteration=iteration, task=task, attempt=attempt,
+                         job_id=job_id, state=state)
+            log.info("[iter %d] %s: task %s is still in Slurm as job %s (%s): waiting for it", iteration,
+                     stage, task, job_id, state)
+    return adopted
 
 
 def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int,
@@ -54,23 +124,30 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
         return
     executor = make_executor(cfg, paths, stage)
     label = f"[iter {iteration}] {stage}"
+    # Slurm throttles an array itself (cluster.<stage>.array_parallelism)
     parallel = cfg.cluster.local_parallel if cfg.cluster.executor == "local" else len(tasks)
     driver_pid = os.getpid() if cfg.cluster.executor == "local" else None
-    waiting = list(tasks)
-    running: list[Attempt] = []
-    attempts = {t: 0 for t in tasks}
+    adopted = adopt_in_flight(cfg, paths, events, stage, iteration, tasks)
+    waiting = [t for t in tasks if t not in adopted]
+    running: list[Attempt] = list(adopted.values())
+    attempts = {t: adopted[t].number if t in adopted else 0 for t in tasks}
     done, retried = 0, 0
     progress = Progress(label, len(tasks))
     events.write("stage_start", stage=stage, iteration=iteration, tasks=len(tasks))
     start = time.time()
     while waiting or running:
-        while waiting and len(running) < parallel:
-            task = waiting.pop(0)
-            attempts[task] += 1
-            job = executor.submit(run_task, str(paths.root), stage, iteration, task, driver_pid)
-            running.append(Attempt(task, attempts[task], job))
-            events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
-                         job_id=str(job.job_id))
+        batch, waiting = waiting[:max(parallel - len(running), 0)], waiting[max(parallel - len(running), 0):]
+        if batch == [None]:  # gather, aggregate: one plain job
+            jobs = [executor.submit(StageTask(), str(paths.root), stage, iteration, None, driver_pid)]
+        elif batch:  # one job array (on Slurm) for everything that may start now
+            n = len(batch)
+            jobs = executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n, [iteration] * n, batch,
+                                      [driver_pid] * n)
+            for task, job in zip(batch, jobs):
+                attempts[task] += 1
+                running.append(Attempt(task, attempts[task], job))
+                events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
+                             job_id=str(job.job_id))
         time.sleep(0 if cfg.cluster.executor == "debug" else POLL_SECONDS)
         for attempt in [a for a in running if a.job.done()]:
             running.remove(attempt)
@@ -78,7 +155,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             if error is None:
                 done += 1
                 events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
-                             job_id=str(attempt.job.job_id), **attempt.job.result())
+                             job_id=str(attempt.job.job_id), **attempt.job.results()[0])  # rank 0
                 continue
             log_file = attempt.job.paths.stderr
             events.write("task_failed", stage=stage, iteration=iteration, task=attempt.task,
@@ -92,6 +169,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 continue
             for other in running:
                 other.job.cancel(check=False)
+            if cfg.cluster.executor == "debug":
+                raise error
             raise StageFailed(
                 f"{stage} (iteration {iteration}) task {attempt.task} failed {attempt.number} times; "
                 f"see its log {log_file}. Fix the cause and run the same command again to resume.")

@@ -1,7 +1,10 @@
-"""The function every submitted job runs: one stage task, imported lazily in the job's process.
+"""What every submitted job runs: one stage task, imported lazily in the job's process.
 
-Kept free of heavy imports at module level: the driver pickles a reference to
-`run_task`, and the job imports only the stage it runs.
+Kept free of heavy imports at module level: the driver pickles a `StageTask`,
+and the job imports only the stage it runs. `StageTask` is checkpointable: on
+a timeout or preemption (SIGUSR2 from Slurm) submitit requeues it with the
+same arguments, and the rerun skips finished shards or resumes DPO from its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import resource
 import sys
 import threading
 import time
+
+import submitit
 
 from .paths import STAGES
 
@@ -38,6 +43,20 @@ def _exit_with_driver(driver_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def distributed_setup() -> None:
+    """A Slurm job with several tasks: torch.distributed's env:// variables from Slurm's."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def cpu_only_setup(run_dir: str) -> None:
+    """DeepSpeed on a node without GPUs: its CPU accelerator (gloo), and its compiled ops
+    cached in the run (or $TORCH_EXTENSIONS_DIR), never in the home directory."""
+    if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(run_dir, "cache", "torch_extensions"))
+
+
 def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
              driver_pid: int | None = None) -> dict:
     """Run one task; returns its wall time and peak memory for the driver's event log."""
@@ -47,6 +66,8 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
                         stream=sys.stderr, force=True)
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
+    distributed_setup()
+    cpu_only_setup(run_dir)
     from .stages.common import load_run
 
     start = time.time()
@@ -59,3 +80,11 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     # ru_maxrss is in KiB on Linux
     return {"seconds": round(time.time() - start, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+class StageTask(submitit.helpers.Checkpointable):
+    """`run_task` as a requeueable job (the default checkpoint() resubmits the same arguments)."""
+
+    def __call__(self, run_dir: str, stage: str, iteration: int, task: int | None = None,
+                 driver_pid: int | None = None) -> dict:
+        return run_task(run_dir, stage, iteration, task, driver_pid)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -61,8 +62,9 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
     initial = work / "initial_adapter"
     if (initial / "adapter_config.json").exists():  # a resumed job: the same starting point
         return PeftModel.from_pretrained(model, str(initial), is_trainable=True), tokenizer
-    model = get_peft_model(model, lora)
-    save_adapter(model, initial)
+    model = get_peft_model(model, lora)  # seeded: every rank builds the same LoRA
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_adapter(model, initial)
     return model, tokenizer
 
 
@@ -99,6 +101,9 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
         save_strategy="steps", save_steps=tc.save_steps, save_total_limit=2, logging_steps=1,
         report_to=[], seed=seed, data_seed=seed, deepspeed=tc.deepspeed, disable_tqdm=True,
         dataloader_num_workers=0,
+        # On CPU-only nodes accelerate sees a multi-process job only with use_cpu
+        # (then gloo); otherwise it finds no GPU backend and runs every rank alone.
+        use_cpu=not torch.cuda.is_available(),
     )
     trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
     resume = last_checkpoint(work)
@@ -108,12 +113,16 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     if trainer.accelerator.is_main_process:
         save_adapter(trainer.model, paths.adapter(iteration, m.name))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"pairs": len(rows), "steps": trainer.state.global_step, "resumed_from": resume,
+    zero_stage = None
+    if trainer.is_deepspeed_enabled:
+        zero_stage = trainer.accelerator.state.deepspeed_plugin.deepspeed_config["zero_optimization"]["stage"]
+    return {"pairs": len(rows), "steps": trainer.state.global_step, "resumed_from": resume, "zero_stage": zero_stage,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "train_seconds": result.metrics.get("train_runtime")}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
+    """One member's DPO; in a multi-node job every rank runs this, rank 0 writes the results."""
     name = cfg.members[task].name
     if paths.is_done(iteration, "train", name):
         log.info("train %s (iteration %d) is already done", name, iteration)
@@ -122,7 +131,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     start = time.time()
     summary = train_member(cfg, paths, iteration, task)
     summary["seconds"] = time.time() - start
-    mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
+    summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+    if int(os.environ.get("RANK", "0")) == 0:
+        mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
     log.info("train %s (iteration %d): %s", name, iteration, summary)
 
 

@@ -1,0 +1,25 @@
+"""The sbatch scripts generated for the paper preset match the reviewed golden file."""
+
+import os
+
+from sparta_hpc.config import load_config
+from sparta_hpc.launch import sbatch_script
+
+from .conftest import ROOT
+
+GOLDEN = ROOT / "tests" / "assets" / "golden" / "paper-qwen7b.sbatch"
+# 10 members x 1000 duels: 10 shards of 100 duels, one base-model group
+TASKS = {"generate": 10, "judge": 10, "gather": 1, "aggregate": 1, "train": 10}
+
+
+def render() -> str:
+    os.environ.setdefault("SPARTA_MODELS", "/models")
+    cfg = load_config(ROOT / "configs" / "paper-qwen7b.yaml")
+    return "".join(f"# ==== {stage}: {n} task(s)\n" + sbatch_script(cfg, stage, n, "/RUN/logs")
+                   for stage, n in TASKS.items())
+
+
+def test_paper_preset_sbatch_scripts_match_the_golden_file():
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(render())
+    assert render() == GOLDEN.read_text(), "regenerate with UPDATE_GOLDEN=1 after reviewing the change"

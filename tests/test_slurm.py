@@ -1,0 +1,180 @@
+"""The tiny tribe through a real Slurm (slurm/local-cluster/start.sh: 2 virtual nodes, accounting).
+
+One run carries three injected faults: one generate array task is
+scancel'ed (it must be retried, for its own shard only); one member's 2-rank
+ZeRO-2 training job gets Slurm's time-limit warning (USR2) after its first
+checkpoint (submitit requeues it and it must resume from that checkpoint, not
+from step 0); then the driver is
+SIGKILLed while the training jobs run, and its rerun must wait for them
+rather than submit them again.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from sparta_hpc.paths import RunPaths
+
+from .conftest import ROOT
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+MEMBERS = ["concise", "stepwise", "friendly", "plain"]
+OVERRIDES = ["cluster.executor=slurm", "tribe.iterations=1", "tribe.duels_per_iteration=4",
+             "generate.duels_per_shard=2", "judge.duels_per_shard=2", "train.max_steps=2", "train.save_steps=1",
+             "train.deepspeed=configs/deepspeed/zero2.json", "cluster.train.nodes=2"]
+for _stage in ("generate", "judge", "gather", "aggregate", "train"):
+    OVERRIDES += [f"cluster.{_stage}.cpus_per_task=1", f"cluster.{_stage}.mem_gb=2",
+                  f"cluster.{_stage}.gpus_per_node=0", f"cluster.{_stage}.time_min=30"]
+OVERRIDES += [f"tribe.members.{m}.max_new_tokens=24" for m in MEMBERS]
+
+
+def slurm_ready() -> bool:
+    return shutil.which("sinfo") is not None and subprocess.run(
+        ["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not slurm_ready():
+        if os.environ.get("SPARTA_SLURM_TESTS") == "required":
+            pytest.fail("the Slurm test cluster is not reachable (SLURM_CONF="
+                        f"{os.environ.get('SLURM_CONF')}); start it with slurm/local-cluster/start.sh")
+        pytest.skip("no Slurm here: run `make test` as root to start the single-host test cluster")
+
+
+def events(paths: RunPaths) -> list[dict]:
+    if not paths.events.exists():
+        return []
+    return [json.loads(x) for x in paths.events.read_text().splitlines() if x.strip()]
+
+
+def job_id(paths: RunPaths, stage: str, task: int, attempt: int = 1) -> str | None:
+    for e in events(paths):
+        if e["event"] == "task_submit" and e["stage"] == stage and e["task"] == task and e["attempt"] == attempt:
+            return e["job_id"]
+    return None
+
+
+def job_state(job: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+    return out.strip()
+
+
+def wait_for(condition, proc, what, timeout=1200):
+    start = time.time()
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"driver ended before {what}: {proc.stderr.read()[-3000:]}")
+        assert time.time() - start < timeout, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tiny_model, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("slurm") / "run"
+    paths = RunPaths(run_dir)
+    env = dict(os.environ, HF_HUB_OFFLINE="1",
+               TORCH_EXTENSIONS_DIR=str(ROOT / ".cache" / "torch_extensions"))  # compile DeepSpeed's op once
+    proc = subprocess.Popen([sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml",
+                             f"run.dir={run_dir}", *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # fault 1: cancel one running task of the generate array
+    wait_for(lambda: job_id(paths, "generate", 1) and job_state(job_id(paths, "generate", 1)) == "RUNNING",
+             proc, "the generate array to run")
+    cancelled = job_id(paths, "generate", 1)
+    subprocess.run(["scancel", cancelled], check=True)
+    # fault 2: preempt the first member's training job after its first checkpoint
+    checkpoint = paths.train_dir(0, MEMBERS[0]) / "checkpoint-1" / "trainer_state.json"
+    wait_for(checkpoint.exists, proc, "the first training checkpoint")
+    preempted = job_id(paths, "train", 0)
+    # USR2 is what Slurm sends ahead of a time limit (--signal=USR2@120): submitit
+    # checkpoints and requeues the job. (A SIGTERM from scancel would cancel the step.)
+    signal_sent = subprocess.run(["scancel", "--signal=USR2", preempted], capture_output=True, text=True)
+    assert signal_sent.returncode == 0, signal_sent.stderr
+    # fault 3: the driver itself dies while the training jobs run; its rerun must
+    # wait for those jobs instead of submitting them again
+    proc.kill()
+    proc.wait()
+    proc = subprocess.Popen([sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml",
+                             f"run.dir={run_dir}", *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-3000:]
+    return paths, out, cancelled, preempted
+
+
+def sacct(jobs: list[str]) -> list[dict]:
+    fields = ["JobID", "JobName", "State", "NNodes"]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-D", f"--format={','.join(fields)}", "-j", ",".join(jobs)],
+                         capture_output=True, text=True, check=True).stdout
+    return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def test_sacct_shows_job_arrays_cpu_jobs_and_two_node_training(slurm_run):
+    paths, out, _, _ = slurm_run
+    submitted = [e for e in events(paths) if e["event"] == "task_submit"]
+    rows = sacct(sorted({e["job_id"] for e in submitted}))
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["JobName"], []).append(row)
+    for stage in ("generate", "judge", "train"):  # job arrays: ids ARRAY_TASK
+        assert all("_" in r["JobID"] for r in by_name[f"sparta-{stage}"]), by_name[f"sparta-{stage}"]
+        assert any(r["State"] == "COMPLETED" for r in by_name[f"sparta-{stage}"])
+    for stage in ("gather", "aggregate"):  # plain CPU jobs
+        assert [r["State"] for r in by_name[f"sparta-{stage}"]] == ["COMPLETED"]
+        assert "_" not in by_name[f"sparta-{stage}"][0]["JobID"]
+    train = by_name["sparta-train"]
+    assert {r["JobID"].split("_")[0] for r in train if r["JobID"] != slurm_run[3]} and \
+        all(r["NNodes"] == "2" for r in train)
+    assert "valid judgments" in out
+
+
+def test_training_ran_on_two_ranks_with_zero2_and_changed_every_adapter(slurm_run):
+    paths = slurm_run[0]
+    for name in MEMBERS:
+        summary = json.loads(paths.marker(0, "train", name).read_text())
+        assert summary["world_size"] == 2 and summary["zero_stage"] == 2 and summary["steps"] == 2
+        before = load_file(paths.train_dir(0, name) / "initial_adapter" / "adapter_model.safetensors")
+        after = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
+        assert all(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_a_cancelled_array_task_is_retried_and_the_run_completes(slurm_run):
+    paths, _, cancelled, _ = slurm_run
+    failed = [e for e in events(paths) if e["event"] == "task_failed" and e["stage"] == "generate"]
+    assert [(e["task"], e["job_id"]) for e in failed] == [(1, cancelled)]
+    retry = job_id(paths, "generate", 1, attempt=2)
+    assert retry and retry != cancelled
+    states = {r["JobID"]: r["State"] for r in sacct([cancelled, retry])}
+    assert states[cancelled].startswith("CANCELLED") and states[retry] == "COMPLETED"
+    # only the cancelled task's shard ran again: task 0 was submitted once
+    submits = [e for e in events(paths) if e["event"] == "task_submit" and e["stage"] == "generate"]
+    assert sorted(e["task"] for e in submits) == [0, 1, 1]
+    assert paths.is_done(0, "aggregate")
+
+
+def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_run):
+    paths, _, _, preempted = slurm_run
+    summary = json.loads(paths.marker(0, "train", MEMBERS[0]).read_text())
+    assert summary["resumed_from"] and summary["resumed_from"].endswith("checkpoint-1")
+    # the same job id was requeued by submitit (no new submission by the driver)
+    assert job_id(paths, "train", 0, attempt=2) is None
+    log = Path(paths.logs / "train" / preempted / f"{preempted}_0_log.out").read_text()
+    assert "requeu" in log.lower()
+
+
+def test_a_rerun_driver_waits_for_the_jobs_still_in_slurm(slurm_run):
+    paths = slurm_run[0]
+    adopted = [e for e in events(paths) if e["event"] == "task_adopt" and e["stage"] == "train"]
+    assert adopted, "the rerun driver did not pick up the running training jobs"
+    submits = [e for e in events(paths) if e["event"] == "task_submit" and e["stage"] == "train"]
+    assert sorted(e["task"] for e in submits) == [0, 1, 2, 3], "training jobs were submitted twice"
