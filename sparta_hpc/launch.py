@@ -137,17 +137,18 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     start = time.time()
     while waiting or running:
         batch, waiting = waiting[:max(parallel - len(running), 0)], waiting[max(parallel - len(running), 0):]
+        jobs = []
         if batch == [None]:  # gather, aggregate: one plain job
             jobs = [executor.submit(StageTask(), str(paths.root), stage, iteration, None, driver_pid)]
         elif batch:  # one job array (on Slurm) for everything that may start now
             n = len(batch)
             jobs = executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n, [iteration] * n, batch,
                                       [driver_pid] * n)
-            for task, job in zip(batch, jobs):
-                attempts[task] += 1
-                running.append(Attempt(task, attempts[task], job))
-                events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
-                             job_id=str(job.job_id))
+        for task, job in zip(batch, jobs):
+            attempts[task] += 1
+            running.append(Attempt(task, attempts[task], job))
+            events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
+                         job_id=str(job.job_id))
         time.sleep(0 if cfg.cluster.executor == "debug" else POLL_SECONDS)
         for attempt in [a for a in running if a.job.done()]:
             running.remove(attempt)

@@ -55,6 +55,14 @@ def test_one_iteration_through_every_stage(reference_run):
     for stage in ("plan", "generate", "judge", "gather", "aggregate", "train"):
         assert paths.is_done(0, stage)
     assert "valid judgments" in proc.stdout and "concise" in proc.stdout  # the summary table
+    # every stage's tasks were submitted and waited for, in data-flow order
+    log = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    order = [(e["event"], e["stage"]) for e in log if e["event"] in ("task_submit", "task_done")
+             and e["iteration"] == 0]
+    for stage, n in (("generate", 2), ("judge", 2), ("gather", 1), ("aggregate", 1), ("train", 4)):
+        assert order.count(("task_done", stage)) == n, stage
+    assert order.index(("task_done", "gather")) < order.index(("task_submit", "aggregate"))
+    assert all("peak_rss_mb" in e for e in log if e["event"] == "task_done")
 
     a = read_archive(paths.archive(0))
     n, m = 4, len(MEMBERS)

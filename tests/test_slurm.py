@@ -98,8 +98,9 @@ def slurm_run(cluster, tiny_model, tmp_path_factory):
     preempted = job_id(paths, "train", 0)
     # USR2 is what Slurm sends ahead of a time limit (--signal=USR2@120): submitit
     # checkpoints and requeues the job. (A SIGTERM from scancel would cancel the step.)
-    signal_sent = subprocess.run(["scancel", "--signal=USR2", preempted], capture_output=True, text=True)
-    assert signal_sent.returncode == 0, signal_sent.stderr
+    # scancel keeps retrying the signal once the job has requeued itself ("Job can not be
+    # altered now"), so it is bounded; the requeue itself is checked by the tests below.
+    subprocess.run(["timeout", "10", "scancel", "--signal=USR2", preempted], capture_output=True)
     # fault 3: the driver itself dies while the training jobs run; its rerun must
     # wait for those jobs instead of submitting them again
     proc.kill()
@@ -126,15 +127,18 @@ def test_sacct_shows_job_arrays_cpu_jobs_and_two_node_training(slurm_run):
     by_name: dict[str, list[dict]] = {}
     for row in rows:
         by_name.setdefault(row["JobName"], []).append(row)
-    for stage in ("generate", "judge", "train"):  # job arrays: ids ARRAY_TASK
-        assert all("_" in r["JobID"] for r in by_name[f"sparta-{stage}"]), by_name[f"sparta-{stage}"]
-        assert any(r["State"] == "COMPLETED" for r in by_name[f"sparta-{stage}"])
-    for stage in ("gather", "aggregate"):  # plain CPU jobs
+    first = {e["job_id"] for e in submitted if e["attempt"] == 1}
+    for stage in ("generate", "judge", "train"):  # job arrays: ids ARRAY_TASK (a lone retry may be a plain job)
+        rows_ = [r for r in by_name[f"sparta-{stage}"] if r["JobID"] in first]
+        assert len(rows_) >= 2 and all("_" in r["JobID"] for r in rows_), rows_
+        assert len({r["JobID"].split("_")[0] for r in rows_}) == 1, "one array per stage"
+        assert any(r["State"] == "COMPLETED" for r in rows_)
+    for stage in ("gather", "aggregate"):  # plain CPU jobs, submitted and waited for
         assert [r["State"] for r in by_name[f"sparta-{stage}"]] == ["COMPLETED"]
+        assert [e["stage"] for e in events(paths) if e["event"] == "task_done"].count(stage) == 1
         assert "_" not in by_name[f"sparta-{stage}"][0]["JobID"]
     train = by_name["sparta-train"]
-    assert {r["JobID"].split("_")[0] for r in train if r["JobID"] != slurm_run[3]} and \
-        all(r["NNodes"] == "2" for r in train)
+    assert len(train) >= 4 and all(r["NNodes"] == "2" for r in train)
     assert "valid judgments" in out
 
 
