@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -193,8 +193,6 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 
 def resolve_paths(cfg: Config) -> Config:
-    from dataclasses import replace
-
     members = [replace(m, model=resolve_path(m.model),
                        adapter=resolve_path(m.adapter) if m.adapter else None) for m in cfg.members]
     source = cfg.instructions.source
