@@ -21,7 +21,7 @@ from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import atomic_write_text, read_json
 from .launch import StageFailed, run_stage
-from .paths import STAGES, RunPaths
+from .paths import ARRAY_STAGES, JOB_STAGES, STAGES, RunPaths
 from .stages import plan as plan_stage
 
 log = logging.getLogger("sparta_hpc")
@@ -71,7 +71,7 @@ def check_resume(cfg: Config, paths: RunPaths, force: bool) -> None:
 
 def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> list[int | None]:
     """The tasks of a stage that are not done yet (finished shards and members are skipped)."""
-    if stage in ("gather", "aggregate"):
+    if stage not in ARRAY_STAGES:
         return [None]
     if stage == "train":
         return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, "train", m.name)]
@@ -90,16 +90,19 @@ def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int
             continue
         tasks = stage_tasks(cfg, paths, stage, iteration)
         run_stage(cfg, paths, events, stage, iteration, tasks)
-        if stage in ("generate", "judge", "train"):
+        if stage in ARRAY_STAGES:
             # gather and aggregate write their own markers; an array stage is
             # done once every one of its tasks is
             atomic_write_text(paths.marker(iteration, stage), "\n")
 
 
-def dry_run(cfg: Config, paths: RunPaths) -> str:
+def first_plan(cfg: Config) -> dict:
+    """Iteration 0's plan, computed in memory (nothing is written)."""
+    return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
+
+
+def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
     """The plan a person checks before spending cluster time."""
-    ratings = plan_stage.initial_ratings(cfg)
-    plan = plan_stage.make_plan(cfg, 0, ratings, set())
     groups = plan["groups"]
     lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
              f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
@@ -133,7 +136,7 @@ def resource_lines(cfg: Config) -> list[str]:
     if c.executor == "debug":
         return ["resources: debug executor, every task inside the driver's process"]
     lines = ["resources (Slurm, per job):"]
-    for stage in ("generate", "judge", "gather", "aggregate", "train"):
+    for stage in JOB_STAGES:
         r = getattr(c, stage)
         where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint")
                          if getattr(r, k))
@@ -144,10 +147,9 @@ def resource_lines(cfg: Config) -> list[str]:
     return lines
 
 
-def sbatch_scripts(cfg: Config, paths: RunPaths) -> str:
+def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
     from .launch import sbatch_script
 
-    plan = plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
     counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
               "aggregate": 1, "train": len(cfg.members)}
     return "\n".join(f"# ---- {stage}: {n} task(s) (iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
@@ -194,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config error: %s", err)
         return 2
     if args.dry_run:
-        print(dry_run(cfg, paths))
+        plan = first_plan(cfg)
+        print(dry_run(cfg, paths, plan))
         if args.show_sbatch:
-            print(sbatch_scripts(cfg, paths))
+            print(sbatch_scripts(cfg, paths, plan))
         return 0
     try:
         lock = lock_run(paths)  # noqa: F841 (held until the process ends)

@@ -34,7 +34,8 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """'[iter 0] generate: 3/8 tasks done, elapsed 0:01:12, ETA 0:01:55' at most every `every` seconds."""
+    """'[iter 0] generate: 3/8 tasks done, 5 in flight, elapsed 0:01:12, ETA 0:01:55', at most every
+    `every` seconds; "in flight" counts submitted tasks not finished yet (pending or running)."""
 
     def __init__(self, label: str, total: int, every: float = 10.0):
         self.label, self.total, self.every = label, total, every
@@ -42,13 +43,13 @@ class Progress:
         self.last_print = 0.0
         self.last_done = -1
 
-    def update(self, done: int, running: int, retried: int = 0) -> None:
+    def update(self, done: int, in_flight: int, retried: int = 0) -> None:
         now = time.time()
         if done == self.last_done and now - self.last_print < self.every:
             return
         elapsed = now - self.start
         eta = f", ETA {clock(elapsed / done * (self.total - done))}" if 0 < done < self.total else ""
         extra = f", {retried} retried" if retried else ""
-        log.info("%s: %d/%d tasks done, %d running%s, elapsed %s%s", self.label, done, self.total, running,
+        log.info("%s: %d/%d tasks done, %d in flight%s, elapsed %s%s", self.label, done, self.total, in_flight,
                  extra, clock(elapsed), eta)
         self.last_print, self.last_done = now, done

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .config import Config, Resources
 from .events import EventLog, Progress
-from .paths import RunPaths
+from .paths import ARRAY_STAGES, RunPaths
 from .tasks import StageTask
 
 log = logging.getLogger("sparta_hpc")
@@ -73,9 +73,9 @@ def sbatch_script(cfg: Config, stage: str, n_tasks: int, folder: str = "RUN/logs
     from submitit.slurm.slurm import _make_sbatch_string
 
     params = slurm_parameters(getattr(cfg.cluster, stage), stage)
-    array = stage in ("generate", "judge", "train")  # gather and aggregate are single plain jobs
     return _make_sbatch_string(command="python -u -m submitit.core._submit " + f"{folder}/{stage}/%j",
-                               folder=f"{folder}/{stage}/%j", map_count=n_tasks if array else None, **params)
+                               folder=f"{folder}/{stage}/%j", map_count=n_tasks if stage in ARRAY_STAGES else None,
+                               **params)
 
 
 # Slurm states of a job that is still going to produce its result.
@@ -136,7 +136,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     events.write("stage_start", stage=stage, iteration=iteration, tasks=len(tasks))
     start = time.time()
     while waiting or running:
-        batch, waiting = waiting[:max(parallel - len(running), 0)], waiting[max(parallel - len(running), 0):]
+        free = max(parallel - len(running), 0)
+        batch, waiting = waiting[:free], waiting[free:]
         jobs = []
         if batch == [None]:  # gather, aggregate: one plain job
             jobs = [executor.submit(StageTask(), str(paths.root), stage, iteration, None, driver_pid)]
@@ -159,9 +160,9 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                              job_id=str(attempt.job.job_id), **attempt.job.results()[0])  # rank 0
                 continue
             log_file = attempt.job.paths.stderr
+            last_line = (str(error).strip().splitlines() or [repr(error)])[-1][:500]
             events.write("task_failed", stage=stage, iteration=iteration, task=attempt.task,
-                         attempt=attempt.number, job_id=str(attempt.job.job_id), log=str(log_file),
-                         error=str(error).strip().splitlines()[-1][:500] if str(error).strip() else repr(error))
+                         attempt=attempt.number, job_id=str(attempt.job.job_id), log=str(log_file), error=last_line)
             if attempt.number <= cfg.cluster.max_retries:
                 log.warning("%s: task %s failed (attempt %d), retrying; log: %s", label, attempt.task,
                             attempt.number, log_file)

@@ -25,6 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 STAGES = ("plan", "generate", "judge", "gather", "aggregate", "train")
+JOB_STAGES = STAGES[1:]  # plan runs in the driver
+ARRAY_STAGES = ("generate", "judge", "train")  # many tasks (job arrays); gather and aggregate are one job
 
 
 class RunPaths:

@@ -28,6 +28,11 @@ def member_adapter(cfg: Config, paths: RunPaths, iteration: int, member: int) ->
     return str(paths.adapter(iteration - 1, m.name))
 
 
+def is_main_rank() -> bool:
+    """Rank 0 of a multi-rank job (or the only process): the one that writes results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def task_seed(*parts: object) -> int:
     """A stable 31-bit seed from (seed, iteration, stage, task, ...): the same on every rerun."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..config import Config
 from ..io_utils import mark_done
 from ..paths import RunPaths
-from .common import member_adapter, set_threads, stage_main, task_seed
+from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
     if (initial / "adapter_config.json").exists():  # a resumed job: the same starting point
         return PeftModel.from_pretrained(model, str(initial), is_trainable=True), tokenizer
     model = get_peft_model(model, lora)  # seeded: every rank builds the same LoRA
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_rank():
         save_adapter(model, initial)
     return model, tokenizer
 
@@ -79,19 +79,19 @@ def save_adapter(model, out: Path) -> None:
 
 
 def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> dict:
+    import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     m, tc = cfg.members[member], cfg.train
     work = paths.train_dir(iteration, m.name)
     seed = task_seed(cfg.tribe.seed, iteration, "train", m.name)
-    import torch
-
     torch.manual_seed(seed)  # the fresh LoRA's A matrices
     model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member), work)
     rows = training_rows(paths.pairs(iteration), m.system_prompt)
     if not rows:  # nothing to learn: the member stays as it is
-        save_adapter(model, paths.adapter(iteration, m.name))
+        if is_main_rank():
+            save_adapter(model, paths.adapter(iteration, m.name))
         return {"pairs": 0, "steps": 0}
     args = DPOConfig(
         output_dir=str(work), beta=tc.beta, learning_rate=tc.learning_rate, lr_scheduler_type=tc.lr_scheduler,
@@ -110,7 +110,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    if trainer.accelerator.is_main_process:
+    if is_main_rank():
         save_adapter(trainer.model, paths.adapter(iteration, m.name))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     zero_stage = None
@@ -132,7 +132,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     summary = train_member(cfg, paths, iteration, task)
     summary["seconds"] = time.time() - start
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_rank():
         mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
     log.info("train %s (iteration %d): %s", name, iteration, summary)
 
