@@ -28,6 +28,12 @@ def member_adapter(cfg: Config, paths: RunPaths, iteration: int, member: int) ->
     return str(paths.adapter(iteration - 1, m.name))
 
 
+def with_system(system_prompt: str | None, messages: list[dict]) -> list[dict]:
+    """A member's system prompt, if it has one, before `messages`: a member answers,
+    judges and is trained as itself."""
+    return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + messages
+
+
 def is_main_rank() -> bool:
     """Rank 0 of a multi-rank job (or the only process): the one that writes results."""
     return int(os.environ.get("RANK", "0")) == 0

@@ -14,14 +14,13 @@ import time
 from ..config import Config
 from ..io_utils import atomic_write_json
 from ..paths import RunPaths
-from .common import member_adapter, shard_task, stage_main, task_seed
+from .common import member_adapter, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
 
 def conversation(system_prompt: str | None, text: str) -> list[dict]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": "user", "content": text}]
+    return with_system(system_prompt, [{"role": "user", "content": text}])
 
 
 def shard_rows(plan: dict, shard: int, per_shard: int) -> range:

@@ -16,7 +16,7 @@ from ..algorithm.judging import SCORES, expected_score, judge_messages, parse_sc
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
 from ..paths import RunPaths
-from .common import shard_task, stage_main, task_seed
+from .common import shard_task, stage_main, task_seed, with_system
 from .generate import open_group, shard_rows
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
                  if j not in plan["duels"][c] for side in (0, 1)]
         if not slots:
             continue
-        # A member judges as itself: its weights and its system prompt.
-        system = [{"role": "system", "content": cfg.members[j].system_prompt}] if cfg.members[j].system_prompt else []
-        convs = [system + judge_messages(plan["instructions"][c]["text"], responses[(c, side)], few_shot=jc.few_shot)
+        convs = [with_system(cfg.members[j].system_prompt,
+                             judge_messages(plan["instructions"][c]["text"], responses[(c, side)], jc.few_shot))
                  for c, side in slots]
         expected = [None] * len(slots)
         logprobs = [None] * len(slots)

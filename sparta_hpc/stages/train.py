@@ -23,7 +23,7 @@ from pathlib import Path
 from ..config import Config
 from ..io_utils import mark_done
 from ..paths import RunPaths
-from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed
+from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def training_rows(pairs_path: Path, system_prompt: str | None) -> list[dict]:
     rows = []
     for line in pairs_path.read_text().splitlines():
         row = json.loads(line)
-        prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + row["prompt"]
-        rows.append({"prompt": prompt, "chosen": row["chosen"], "rejected": row["rejected"]})
+        rows.append({"prompt": with_system(system_prompt, row["prompt"]), "chosen": row["chosen"],
+                     "rejected": row["rejected"]})
     return rows
 
 
