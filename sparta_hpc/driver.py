@@ -80,9 +80,15 @@ def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> lis
             if not paths.shard(iteration, stage, g, k).exists()]
 
 
-def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int) -> None:
+def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int,
+                  stop_after: str | None = None) -> bool:
+    """Run the stages of one iteration that are not done; False if it stopped at `stop_after`."""
+    if paths.is_done(iteration, STAGES[-1]):
+        return True
     for stage in STAGES:
         if paths.is_done(iteration, stage):
+            if stage == stop_after:
+                return False
             continue
         if stage == "plan":
             plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
@@ -94,6 +100,9 @@ def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int
             # gather and aggregate write their own markers; an array stage is
             # done once every one of its tasks is
             atomic_write_text(paths.marker(iteration, stage), "\n")
+        if stage == stop_after:
+            return False
+    return True
 
 
 def first_plan(cfg: Config) -> dict:
@@ -119,7 +128,8 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
               f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
               f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
               f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
-              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score}",
+              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score} "
+              f"[{cfg.judge.backend or cfg.generate.backend}]",
               "  gather     1 CPU job -> one HDF5 archive",
               "  aggregate  1 CPU job -> ratings, preference pairs",
               f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
@@ -185,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--show-sbatch", action="store_true", help="with --dry-run: print the sbatch scripts")
     parser.add_argument("--force-config", action="store_true", help="resume even though the config changed")
+    parser.add_argument("--stop-after", choices=STAGES, metavar="STAGE",
+                        help="stop once this stage of the next unfinished iteration is done (e.g. judge, to "
+                             "inspect answers and judgments first); the same command without it goes on")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -212,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     try:
         for t in range(cfg.tribe.iterations):
-            run_iteration(cfg, paths, events, t)
+            if not run_iteration(cfg, paths, events, t, args.stop_after):
+                events.write("driver_stopped", iteration=t, stage=args.stop_after)
+                log.info("stopped after %s of iteration %d (--stop-after); run again without it to go on",
+                         args.stop_after, t)
+                return 0
     except StageFailed as err:
         events.write("driver_failed", error=str(err))
         log.error("%s", err)

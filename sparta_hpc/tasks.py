@@ -43,10 +43,25 @@ def _exit_with_driver(driver_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def distributed_setup() -> None:
-    """A Slurm job with several tasks: torch.distributed's env:// variables from Slurm's."""
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
+def distributed_setup(single_process_world: bool) -> None:
+    """torch.distributed's env:// variables.
+
+    A Slurm job with several tasks: from Slurm's. A single DeepSpeed training
+    process (the local executor, a 1-task job): a world of one, which DeepSpeed
+    needs to start at all (it would look for MPI otherwise).
+    """
+    if "RANK" in os.environ:
+        return
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    elif single_process_world:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 def cpu_only_setup(run_dir: str) -> None:
@@ -66,12 +81,12 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
                         stream=sys.stderr, force=True)
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
-    distributed_setup()
-    cpu_only_setup(run_dir)
     from .stages.common import load_run
 
     start = time.time()
     cfg, paths = load_run(run_dir)
+    distributed_setup(stage == "train" and bool(cfg.train.deepspeed))
+    cpu_only_setup(run_dir)
     module = importlib.import_module(f"sparta_hpc.stages.{stage}")
     if task is None:
         module.run(cfg, paths, iteration)

@@ -62,6 +62,11 @@ def test_paper_preset_is_valid_apart_from_its_model_paths():
     ("tribe.members.nobody.temperature=1", "no element 'nobody'"),
     ("reputation.decay_rate=2", "reputation.decay_rate must be in (0, 1]"),
     ("tribe.duels_per_iteration=0", "tribe.duels_per_iteration: must be >= 1"),
+    ("generate.backend=vllm", "vllm is not installed in this Python"),  # the pipeline venv has no vLLM
+    ("judge.backend=sglang", "judge.backend: must be one of"),
+    ("vllm.gpu_memory_utilization=1.5", "vllm.gpu_memory_utilization: must be in (0, 1]"),
+    ("vllm.tensor_parallel_size=0", "vllm.tensor_parallel_size: must be >= 1"),
+    ("train.quantization=8bit", "train.quantization: must be one of"),
 ])
 def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, override, message):
     proc = driver("--config", write_config(tmp_path, fake_model), override)
@@ -86,6 +91,23 @@ def test_driver_refuses_bad_config(tmp_path, fake_model, change, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_qlora_under_zero3_is_refused(tmp_path, fake_model):
+    proc = driver("--config", write_config(tmp_path, fake_model), "train.quantization=4bit",
+                  f"train.deepspeed={ROOT / 'configs/deepspeed/zero3.json'}")
+    assert proc.returncode == 2 and "4bit (QLoRA) does not shard under ZeRO-3" in proc.stderr
+    cfg = load_config(write_config(tmp_path, fake_model), ["train.quantization=4bit",
+                                                            f"train.deepspeed={ROOT / 'configs/deepspeed/zero2.json'}"])
+    validate(cfg)
+
+
+def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model):
+    proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "judge.backend=hf")
+    assert proc.returncode == 0, proc.stderr
+    assert "of 4 duels [hf]" in proc.stdout and "score: expected [hf]" in proc.stdout
+    proc = driver("--config", write_config(tmp_path, fake_model), "--stop-after", "sideways")
+    assert proc.returncode == 2 and "--stop-after: invalid choice" in proc.stderr
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model):

@@ -187,6 +187,34 @@ print("loss", trainer.train().training_loss)
     assert "loss" in proc.stdout
 
 
+def test_single_process_deepspeed_job_trains(reference_run, tmp_path):
+    """A 1-process training task (local executor) under DeepSpeed ZeRO-2 and
+    a world of one that the task sets up itself (DeepSpeed would look for MPI)."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run[0], run_dir, ignore=shutil.ignore_patterns("logs", "iter_0001"))
+    paths = RunPaths(run_dir)
+    shutil.rmtree(paths.train_dir(0, "concise"))
+    shutil.rmtree(paths.adapter(0, "concise"))
+    paths.marker(0, "train", "concise").unlink()
+    config = paths.config.read_text()
+    assert "  deepspeed: null\n" in config
+    paths.config.write_text(config.replace("  deepspeed: null\n",
+                                           f"  deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}\n"))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    code = "import sys; from sparta_hpc.tasks import run_task; run_task(sys.argv[1], 'train', 0, 0)"
+    proc = subprocess.run([sys.executable, "-c", code, str(run_dir)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(paths.marker(0, "train", "concise").read_text())
+    assert summary["zero_stage"] == 2 and summary["world_size"] == 1 and summary["dist_backend"] == "gloo"
+    assert summary["steps"] == 2 and summary["tokens_per_rank"] > 0
+    before = load_file(paths.train_dir(0, "concise") / "initial_adapter" / "adapter_model.safetensors")
+    after = load_file(paths.adapter(0, "concise") / "adapter_model.safetensors")
+    assert all(not np.array_equal(before[k], after[k]) for k in before)
+
+
 def wait_for(condition, proc, timeout=900):
     start = time.time()
     while not condition():

@@ -12,19 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
-
 import torch
+
+from . import Batch, Generated
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class Generated:
-    text: str
-    n_tokens: int
 
 
 class HFGroup:
@@ -69,6 +63,16 @@ class HFGroup:
     def chat_texts(self, conversations: list[list[dict]]) -> list[str]:
         return [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
                 for c in conversations]
+
+    def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
+        """Each member's prompts in turn (one adapter is active at a time)."""
+        return [self.generate(b.member, b.conversations, temperature=b.temperature, top_p=b.top_p,
+                              max_new_tokens=b.max_new_tokens, batch_size=batch_size, seed=b.seed, prefix=b.prefix)
+                for b in batches]
+
+    def score_all(self, members: list[str], conversations: list[list[list[dict]]], prefix: str,
+                  candidates: list[str], batch_size: int) -> list[list[dict[str, float]]]:
+        return [self.score_logprobs(m, c, prefix, candidates, batch_size) for m, c in zip(members, conversations)]
 
     @torch.inference_mode()
     def generate(self, member: str, conversations: list[list[dict]], *, temperature: float, top_p: float,
@@ -121,14 +125,16 @@ class HFGroup:
                 out = self.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions,
                                  use_cache=True, logits_to_keep=1)
                 first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, vocab)
-                cache = out.cache
+                # transformers >= 5.2x calls it `cache`, older releases `past_key_values`
+                cache_arg = "cache" if hasattr(out, "cache") else "past_key_values"
+                cache = getattr(out, cache_arg)
                 cache.batch_repeat_interleave(n_cand)
                 rows = len(mask)
                 ext_mask = torch.cat([mask.repeat_interleave(n_cand, 0),
                                       torch.ones(rows * n_cand, width, dtype=mask.dtype, device=self.device)], 1)
                 ext_pos = positions[:, -1:].repeat_interleave(n_cand, 0) + 1 + torch.arange(width, device=self.device)
                 later = self.model(input_ids=cont.repeat(rows, 1), attention_mask=ext_mask, position_ids=ext_pos,
-                                   cache=cache).logits.float()
+                                   **{cache_arg: cache}).logits.float()
                 later = torch.log_softmax(later, dim=-1).view(rows, n_cand, width, -1)
                 for r in range(rows):
                     scores = {}

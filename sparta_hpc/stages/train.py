@@ -54,7 +54,11 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if tc.bf16 else torch.float32)
+    dtype = torch.bfloat16 if tc.bf16 else torch.float32
+    if tc.quantization == "4bit":
+        model = load_4bit(model_path, dtype, tc.gradient_checkpointing)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     if adapter:
         return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer
     lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
@@ -66,6 +70,24 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
     if is_main_rank():
         save_adapter(model, initial)
     return model, tokenizer
+
+
+def load_4bit(model_path: str, dtype, gradient_checkpointing: bool):
+    """QLoRA: the frozen base in 4-bit NF4 on this rank's GPU, LoRA trained in `dtype`."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("train.quantization=4bit (QLoRA) needs a CUDA GPU (bitsandbytes); "
+                           "this node has none: set train.quantization=none")
+    from peft import prepare_model_for_kbit_training
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
+    model = AutoModelForCausalLM.from_pretrained(model_path, quantization_config=quant, dtype=dtype,
+                                                 device_map={"": rank})
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
 
 
 def save_adapter(model, out: Path) -> None:
@@ -98,6 +120,9 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
         warmup_steps=tc.warmup_ratio, num_train_epochs=tc.epochs, max_steps=tc.max_steps,  # float < 1: a ratio
         per_device_train_batch_size=tc.batch_size, gradient_accumulation_steps=tc.gradient_accumulation_steps,
         max_length=tc.max_length, bf16=tc.bf16, gradient_checkpointing=tc.gradient_checkpointing,
+        # non-reentrant: the reentrant variant gets no gradients through frozen PEFT inputs
+        gradient_checkpointing_kwargs={"use_reentrant": False} if tc.gradient_checkpointing else None,
+        precompute_ref_log_probs=tc.precompute_ref_log_probs,
         save_strategy="steps", save_steps=tc.save_steps, save_total_limit=2, logging_steps=1,
         report_to=[], seed=seed, data_seed=seed, deepspeed=tc.deepspeed, disable_tqdm=True,
         dataloader_num_workers=0,
@@ -116,9 +141,16 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     zero_stage = None
     if trainer.is_deepspeed_enabled:
         zero_stage = trainer.accelerator.state.deepspeed_plugin.deepspeed_config["zero_optimization"]["stage"]
+    # TRL logs the cumulative number of tokens (chosen + rejected) this rank processed
+    tokens = max((h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h), default=None)
+    seconds = result.metrics.get("train_runtime")
     return {"pairs": len(rows), "steps": trainer.state.global_step, "resumed_from": resume, "zero_stage": zero_stage,
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            "train_seconds": result.metrics.get("train_runtime")}
+            "train_seconds": seconds, "tokens_per_rank": tokens,
+            "tokens_per_second_per_rank": round(tokens / seconds, 1) if tokens and seconds and not resume else None,
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": tc.bf16,
+            "dist_backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
+            "quantization": tc.quantization}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:

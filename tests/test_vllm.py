@@ -1,0 +1,113 @@
+"""The vLLM backend, on vLLM's CPU build (`make test-vllm`: its own venv, see docs/vllm.md).
+
+Real engines on the tiny tribe's SmolLM2-135M, with real LoRA adapters served
+through multi-LoRA: the backend must see the same inputs and give the same
+log-probabilities as the HF backend, and the driver's generate and judge
+stages must produce valid texts and parsable scores through it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sparta_hpc.paths import RunPaths
+
+from .conftest import ROOT
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+if os.environ.get("SPARTA_VLLM_TESTS") == "required":
+    import vllm  # noqa: F401  (make test-vllm: a missing vLLM is a failure, not a skip)
+else:
+    pytest.importorskip("vllm", reason="vLLM is not installed here: `make test-vllm` runs these in .venv-vllm")
+
+CANDIDATES = [f"{s}}}" for s in range(1, 11)]
+CONVERSATIONS = [[{"role": "user", "content": "What is the capital of France?"}],
+                 [{"role": "system", "content": "You are a concise assistant."},
+                  {"role": "user", "content": "Name a primary color."}]]
+JUDGE = [[{"role": "user", "content": "Rate this answer from 1 to 10.\nQuestion: 2+2?\nAnswer: 4"}]]
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model, tmp_path_factory):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from random_adapter import random_adapter
+
+    folder = tmp_path_factory.mktemp("adapters")
+    return [random_adapter(tiny_model, folder / f"a{i}", seed=i) for i in (1, 2)]
+
+
+def test_vllm_matches_hf_with_and_without_adapter(tiny_model, adapters, tmp_path):
+    """One engine, an adapter member and a bare member: greedy texts and judge
+    log-probabilities equal the HF backend's (same token ids in, fp32)."""
+    from sparta_hpc.backends.hf import HFGroup
+    from sparta_hpc.backends.vllm import VLLMGroup
+    from sparta_hpc.config import VLLMConfig
+
+    members = {"tuned": str(adapters[0]), "bare": None}
+    engine = VLLMGroup(str(tiny_model), members, dtype="float32", cache_dir=tmp_path, seed=0,
+                       engine=VLLMConfig(max_model_len=1024, cpu_kv_cache_gb=1, block_size=32))
+    assert engine.loads == 1
+    greedy = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 16, "batch_size": 4, "seed": 1}
+    v_text = {m: [g.text for g in engine.generate(m, CONVERSATIONS, **greedy)] for m in members}
+    v_score = {m: engine.score_logprobs(m, JUDGE, '{"score": ', CANDIDATES, 4)[0] for m in members}
+
+    hf = HFGroup(str(tiny_model), members)
+    for m in members:
+        assert v_text[m] == [g.text for g in hf.generate(m, CONVERSATIONS, **greedy)], m
+        h_score = hf.score_logprobs(m, JUDGE, '{"score": ', CANDIDATES, 4)[0]
+        for c in CANDIDATES:
+            assert v_score[m][c] == pytest.approx(h_score[c], abs=2e-3), (m, c)
+    # the adapter is really applied: the tuned member's distribution is another one
+    assert max(abs(v_score["tuned"][c] - v_score["bare"][c]) for c in CANDIDATES) > 0.1
+    assert v_text["tuned"] != v_text["bare"]
+    with pytest.raises(ValueError, match="raise vllm.max_model_len"):  # named, before vLLM's own error
+        engine.generate("bare", CONVERSATIONS, **dict(greedy, max_new_tokens=2000))
+
+
+def test_generate_and_judge_stages_through_vllm(tiny_model, adapters, tmp_path):
+    """The driver with backend vllm: one engine per task serves 2 adapters and 2 bare
+    members; answers are real text, judges' scores parse; a rerun recomputes nothing."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml", f"run.dir={run_dir}",
+           "generate.backend=vllm", "vllm.max_model_len=1024", "vllm.cpu_kv_cache_gb=1", "vllm.block_size=32",
+           "tribe.duels_per_iteration=4", "generate.duels_per_shard=4", "judge.duels_per_shard=4",
+           f"tribe.members.concise.adapter={adapters[0]}", f"tribe.members.stepwise.adapter={adapters[1]}",
+           "--stop-after", "aggregate"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}  # each task isolates its own
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    paths = RunPaths(run_dir)
+    assert paths.is_done(0, "aggregate") and not paths.is_done(0, "train")  # --stop-after
+
+    gen = json.loads(paths.shard(0, "generate", 0, 0).read_text())
+    assert gen["backend"] == "vllm" and gen["model_loads"] == 1
+    by_member = {}
+    for r in gen["responses"]:
+        by_member.setdefault(r["member"], []).append(r)
+        assert r["text"].strip() and 0 < r["n_tokens"] <= 40
+    assert len(gen["responses"]) == 8 and len(by_member) >= 3
+
+    judged = json.loads(paths.shard(0, "judge", 0, 0).read_text())
+    assert judged["backend"] == "vllm" and judged["model_loads"] == 1
+    js = judged["judgments"]
+    assert len(js) == 4 * 2 * 2  # duels x sides x non-duelist judges
+    assert all(j["raw"].startswith('{"score": ') for j in js)
+    parsed = [j["parsed"] for j in js if j["parsed"] is not None]
+    assert len(parsed) >= len(js) // 2 and all(1 <= p <= 10 for p in parsed)
+    for j in js:  # expected scores from the engine's log-probabilities over "1}".."10}"
+        assert 1 <= j["expected"] <= 10 and np.isfinite(j["logprobs"]).all() and max(j["logprobs"]) < 0
+
+    # the base model's weights were loaded once per task (vLLM's own log line), in both stages
+    for stage in ("generate", "judge"):
+        loads = sum(p.read_text().count("Loading weights took") for p in (paths.logs / stage).rglob("*_log.*"))
+        assert loads == 1, (stage, loads)
+
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    assert sum(e["event"] == "task_submit" for e in events) == 4  # generate, judge, gather, aggregate once
