@@ -67,6 +67,7 @@ def test_vllm_matches_hf_with_and_without_adapter(tiny_model, adapters, tmp_path
     assert v_text["tuned"] != v_text["bare"]
     with pytest.raises(ValueError, match="raise vllm.max_model_len"):  # named, before vLLM's own error
         engine.generate("bare", CONVERSATIONS, **dict(greedy, max_new_tokens=2000))
+    engine.close()
 
 
 def test_generate_and_judge_stages_through_vllm(tiny_model, adapters, tmp_path):

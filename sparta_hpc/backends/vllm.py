@@ -108,6 +108,11 @@ class VLLMGroup:
         log.info("vLLM engine for %s (tensor parallel %d) with %d adapter(s) for %s in %.1f s", model_path, tp,
                  len(self.adapters), ", ".join(self.members), time.time() - start)
 
+    def close(self) -> None:
+        """Stop the engine's processes now. A task never needs this (its process ends);
+        a caller that lives on (a test) would otherwise stop them at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
     def prompt_ids(self, conversations: list[list[dict]], prefix: str) -> list[list[int]]:
         """Chat template + prefix, tokenized as the HF backend does (no extra special tokens)."""
         texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + prefix
