@@ -141,6 +141,10 @@ class Resources:
     constraint: str | None = None
     array_parallelism: int = 64  # array tasks running at once
     setup: list[str] = field(default_factory=list)  # e.g. "module load cuda/12.4", "source .venv/bin/activate"
+    # The Python that runs this stage's tasks (local and slurm executors), e.g. a vLLM
+    # venv's for generate and judge: "/path/.venv-vllm/bin/python", or with environment
+    # "env LD_PRELOAD=/path/lib.so /path/bin/python". None: the driver's own Python.
+    python: str | None = None
     extra_sbatch: dict[str, str] = field(default_factory=dict)  # further #SBATCH flags
 
 
@@ -257,13 +261,23 @@ def validate_vllm(cfg: Config) -> None:
         raise ConfigError(f"vllm.block_size: must be >= 1 or null, got {v.block_size}")
     if v.cpu_kv_cache_gb < 1:
         raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
-    if "vllm" in backends(cfg) and cfg.cluster.executor != "slurm":
-        import importlib.util
+    if cfg.cluster.executor == "slurm":
+        return
+    import importlib.util
+    import shlex
+    import shutil
 
-        # local tasks run in this Python: a missing vLLM would only show in the first task
-        if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("generate.backend / judge.backend is 'vllm' but vllm is not installed in this "
-                              "Python; install it (GPU: pip install vllm; CPU: see docs/vllm.md) or use 'hf'")
+    for stage, backend in (("generate", cfg.generate.backend), ("judge", cfg.judge.backend or cfg.generate.backend)):
+        python = getattr(cfg.cluster, stage).python
+        if python:
+            exe = shlex.split(python)[-1]
+            if not shutil.which(exe):
+                raise ConfigError(f"cluster.{stage}.python: no executable {exe!r}")
+        elif backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            # local tasks run in this Python: a missing vLLM would only show in the first task
+            raise ConfigError(f"{stage} uses the 'vllm' backend but vllm is not installed in this Python; "
+                              f"install it (GPU: pip install vllm; CPU: docs/vllm.md), point "
+                              f"cluster.{stage}.python at a Python that has it, or use 'hf'")
 
 
 def validate(cfg: Config) -> None:

@@ -67,6 +67,7 @@ def test_paper_preset_is_valid_apart_from_its_model_paths():
     ("vllm.gpu_memory_utilization=1.5", "vllm.gpu_memory_utilization: must be in (0, 1]"),
     ("vllm.tensor_parallel_size=0", "vllm.tensor_parallel_size: must be >= 1"),
     ("train.quantization=8bit", "train.quantization: must be one of"),
+    ("cluster.generate.python=/nonexistent/bin/python", "cluster.generate.python: no executable"),
 ])
 def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, override, message):
     proc = driver("--config", write_config(tmp_path, fake_model), override)
@@ -100,6 +101,15 @@ def test_qlora_under_zero3_is_refused(tmp_path, fake_model):
     cfg = load_config(write_config(tmp_path, fake_model), ["train.quantization=4bit",
                                                             f"train.deepspeed={ROOT / 'configs/deepspeed/zero2.json'}"])
     validate(cfg)
+
+
+def test_vllm_in_another_python_is_accepted(tmp_path, fake_model):
+    """vLLM need not be in the driver's Python when generate and judge run in another one."""
+    python = f"env LD_PRELOAD= {sys.executable}"
+    proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "generate.backend=vllm",
+                  f"cluster.generate.python={python}", f"cluster.judge.python={python}")
+    assert proc.returncode == 0, proc.stderr
+    assert "[vllm]" in proc.stdout
 
 
 def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model):
