@@ -9,8 +9,12 @@ loading a model, before the driver submits anything.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
+import shlex
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -20,6 +24,7 @@ import yaml
 from .algorithm.matchmaking import MatchConfig
 from .algorithm.reputation import ReputationConfig
 from .config_overrides import ConfigError, apply_overrides, from_dict, to_dict
+from .paths import JOB_STAGES
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -186,6 +191,10 @@ class Config:
     def members(self) -> list[MemberConfig]:
         return self.tribe.members
 
+    @property
+    def judge_backend(self) -> str:
+        return self.judge.backend or self.generate.backend
+
     def member_names(self) -> list[str]:
         return [m.name for m in self.tribe.members]
 
@@ -236,16 +245,10 @@ def config_to_yaml(cfg: Config) -> str:
 
 
 def zero_stage(deepspeed_json: str) -> int | None:
-    import json
-
     try:
         return json.loads(Path(deepspeed_json).read_text()).get("zero_optimization", {}).get("stage")
     except (OSError, ValueError) as err:
         raise ConfigError(f"train.deepspeed: cannot read {deepspeed_json}: {err}") from err
-
-
-def backends(cfg: Config) -> set[str]:
-    return {cfg.generate.backend, cfg.judge.backend or cfg.generate.backend}
 
 
 def validate_vllm(cfg: Config) -> None:
@@ -262,22 +265,23 @@ def validate_vllm(cfg: Config) -> None:
     if v.cpu_kv_cache_gb < 1:
         raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
     if cfg.cluster.executor == "slurm":
-        return
-    import importlib.util
-    import shlex
-    import shutil
-
-    for stage, backend in (("generate", cfg.generate.backend), ("judge", cfg.judge.backend or cfg.generate.backend)):
-        python = getattr(cfg.cluster, stage).python
-        if python:
-            exe = shlex.split(python)[-1]
-            if not shutil.which(exe):
-                raise ConfigError(f"cluster.{stage}.python: no executable {exe!r}")
-        elif backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        return  # the jobs' Python lives on the cluster's nodes
+    for stage, backend in (("generate", cfg.generate.backend), ("judge", cfg.judge_backend)):
+        if backend == "vllm" and not getattr(cfg.cluster, stage).python and importlib.util.find_spec("vllm") is None:
             # local tasks run in this Python: a missing vLLM would only show in the first task
             raise ConfigError(f"{stage} uses the 'vllm' backend but vllm is not installed in this Python; "
                               f"install it (GPU: pip install vllm; CPU: docs/vllm.md), point "
                               f"cluster.{stage}.python at a Python that has it, or use 'hf'")
+
+
+def validate_pythons(cfg: Config) -> None:
+    """Local tasks started with another interpreter: it must exist here."""
+    if cfg.cluster.executor != "local":
+        return
+    for stage in JOB_STAGES:
+        python = getattr(cfg.cluster, stage).python
+        if python and not shutil.which(shlex.split(python)[-1]):
+            raise ConfigError(f"cluster.{stage}.python: no executable {shlex.split(python)[-1]!r}")
 
 
 def validate(cfg: Config) -> None:
@@ -315,6 +319,7 @@ def validate(cfg: Config) -> None:
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
     validate_vllm(cfg)
+    validate_pythons(cfg)
     if cfg.cluster.max_retries < 0:
         raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():

@@ -86,23 +86,23 @@ def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int
     if paths.is_done(iteration, STAGES[-1]):
         return True
     for stage in STAGES:
-        if paths.is_done(iteration, stage):
-            if stage == stop_after:
-                return False
-            continue
-        if stage == "plan":
-            plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
-            events.write("stage_done", stage="plan", iteration=iteration)
-            continue
-        tasks = stage_tasks(cfg, paths, stage, iteration)
-        run_stage(cfg, paths, events, stage, iteration, tasks)
-        if stage in ARRAY_STAGES:
-            # gather and aggregate write their own markers; an array stage is
-            # done once every one of its tasks is
-            atomic_write_text(paths.marker(iteration, stage), "\n")
+        if not paths.is_done(iteration, stage):
+            run_one_stage(cfg, paths, events, stage, iteration)
         if stage == stop_after:
             return False
     return True
+
+
+def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int) -> None:
+    if stage == "plan":
+        plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
+        events.write("stage_done", stage="plan", iteration=iteration)
+        return
+    run_stage(cfg, paths, events, stage, iteration, stage_tasks(cfg, paths, stage, iteration))
+    if stage in ARRAY_STAGES:
+        # gather and aggregate write their own markers; an array stage is
+        # done once every one of its tasks is
+        atomic_write_text(paths.marker(iteration, stage), "\n")
 
 
 def first_plan(cfg: Config) -> dict:
@@ -129,7 +129,7 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
               f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
               f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
               f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score} "
-              f"[{cfg.judge.backend or cfg.generate.backend}]",
+              f"[{cfg.judge_backend}]",
               "  gather     1 CPU job -> one HDF5 archive",
               "  aggregate  1 CPU job -> ratings, preference pairs",
               f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "

@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader (or a resumed run) sees the whole file or none of it."""
+"""Atomic file writes (a reader, or a resumed run, sees the whole file or none of it) and a free port."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -41,3 +42,10 @@ def read_json(path: Path):
 def mark_done(path: Path, note: str = "") -> None:
     """Write a completion marker; it is written last, so its existence means done."""
     atomic_write_text(path, note + "\n")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]

@@ -58,12 +58,13 @@ def make_executor(cfg: Config, paths: RunPaths, stage: str):
     folder = paths.logs / stage / "%j"
     if cfg.cluster.executor == "debug":
         return submitit.DebugExecutor(folder=folder)
-    python = getattr(cfg.cluster, stage).python  # None: the driver's own
+    resources = getattr(cfg.cluster, stage)
     if cfg.cluster.executor == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.cluster.max_retries + 1, python=python)
-        executor.update_parameters(**slurm_parameters(getattr(cfg.cluster, stage), stage))
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.cluster.max_retries + 1,
+                                          python=resources.python)  # None: the driver's own
+        executor.update_parameters(**slurm_parameters(resources, stage))
         return executor
-    executor = submitit.LocalExecutor(folder=folder, python=python)
+    executor = submitit.LocalExecutor(folder=folder, python=resources.python)
     # local jobs have no time limit of their own; the default would kill a task after 2 minutes
     executor.update_parameters(timeout_min=7 * 24 * 60)
     return executor
@@ -73,8 +74,9 @@ def sbatch_script(cfg: Config, stage: str, n_tasks: int, folder: str = "RUN/logs
     """The sbatch script submitit writes for a stage's job array (for --dry-run and the golden test)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    params = slurm_parameters(getattr(cfg.cluster, stage), stage)
-    python = getattr(cfg.cluster, stage).python or "python"
+    resources = getattr(cfg.cluster, stage)
+    params = slurm_parameters(resources, stage)
+    python = resources.python or "python"
     return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {folder}/{stage}/%j",
                                folder=f"{folder}/{stage}/%j", map_count=n_tasks if stage in ARRAY_STAGES else None,
                                **params)

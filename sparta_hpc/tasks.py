@@ -19,6 +19,7 @@ import time
 
 import submitit
 
+from .io_utils import free_port
 from .paths import STAGES
 
 
@@ -55,13 +56,8 @@ def distributed_setup(single_process_world: bool) -> None:
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     elif single_process_world:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
 
 
 def cpu_only_setup(run_dir: str) -> None:

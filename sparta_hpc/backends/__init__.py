@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def chat_prompts(tokenizer, conversations: list[list[dict]], prefix: str = "") -> list[str]:
+    """Each conversation through the tokenizer's chat template, ready for the
+    assistant's answer, which starts with `prefix` (the same text in both backends)."""
+    return [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + prefix
+            for c in conversations]
+
+
 @dataclass
 class Generated:
     text: str

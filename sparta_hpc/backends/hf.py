@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+
 import torch
 
-from . import Batch, Generated
+from . import Batch, Generated, chat_prompts
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ class HFGroup:
         else:
             yield
 
-    def chat_texts(self, conversations: list[list[dict]]) -> list[str]:
-        return [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                for c in conversations]
-
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         """Each member's prompts in turn (one adapter is active at a time)."""
         return [self.generate(b.member, b.conversations, temperature=b.temperature, top_p=b.top_p,
@@ -83,7 +80,7 @@ class HFGroup:
         returned text is the prefix followed by what the model wrote.
         """
         out: list[Generated] = []
-        texts = [t + prefix for t in self.chat_texts(conversations)]
+        texts = chat_prompts(self.tokenizer, conversations, prefix)
         with self.member(member):
             for start in range(0, len(texts), batch_size):
                 batch = self.tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
@@ -114,7 +111,7 @@ class HFGroup:
         n_cand, width = len(cand_ids), max(len(ids) for ids in cand_ids)
         pad = self.tokenizer.pad_token_id
         cont = torch.tensor([ids + [pad] * (width - len(ids)) for ids in cand_ids], device=self.device)
-        texts = [t + prefix for t in self.chat_texts(conversations)]
+        texts = chat_prompts(self.tokenizer, conversations, prefix)
         results: list[dict[str, float]] = []
         with self.member(member):
             for start in range(0, len(texts), batch_size):

@@ -16,23 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
-from . import Batch, Generated
+from ..io_utils import free_port
+from . import Batch, Generated, chat_prompts
 
 log = logging.getLogger(__name__)
 
 # vLLM sizes its LoRA buffers for one of these ranks
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def isolate_engine(cache_dir: Path, cpu_kv_cache_gb: int) -> None:
@@ -115,9 +109,8 @@ class VLLMGroup:
 
     def prompt_ids(self, conversations: list[list[dict]], prefix: str) -> list[list[int]]:
         """Chat template + prefix, tokenized as the HF backend does (no extra special tokens)."""
-        texts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) + prefix
-                 for c in conversations]
-        return [self.tokenizer.encode(t, add_special_tokens=False) for t in texts]
+        return [self.tokenizer.encode(t, add_special_tokens=False)
+                for t in chat_prompts(self.tokenizer, conversations, prefix)]
 
     def _run(self, prompts: list[list[int]], params: list, members: list[str]) -> list:
         """One engine call for every member's prompts: each prompt names its member's
@@ -177,22 +170,20 @@ class VLLMGroup:
                 children = nodes.setdefault(ids[:k], [])
                 if ids[k] not in children:
                     children.append(ids[k])
-        bases = [self.prompt_ids(convs, prefix) for convs in conversations]
+        rows = [(m, c, member, base) for m, (member, convs) in enumerate(zip(members, conversations))
+                for c, base in enumerate(self.prompt_ids(convs, prefix))]
         step = {}
         # Two calls: the prompts alone first, so that the deeper nodes' requests
         # find them in the prefix cache (requests of one batch cannot share it).
-        for depth in ([()], [node for node in nodes if node]):
-            prompts, params, owners, keys = [], [], [], []
-            for m, member in enumerate(members):
-                for c, base in enumerate(bases[m]):
-                    for node in depth:
-                        prompts.append(base + list(node))
-                        params.append(SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=nodes[node]))
-                        owners.append(member)
-                        keys.append((m, c, node))
-            if prompts:
-                step.update({key: {tok: lp.logprob for tok, lp in out.outputs[0].logprobs[0].items()}
-                             for key, out in zip(keys, self._run(prompts, params, owners))})
+        for level in ([()], [node for node in nodes if node]):
+            requests = [(m, c, node, member, base + list(node)) for m, c, member, base in rows for node in level]
+            if not requests:
+                continue
+            outs = self._run([r[4] for r in requests],
+                             [SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=nodes[r[2]])
+                              for r in requests], [r[3] for r in requests])
+            for (m, c, node, _, _), out in zip(requests, outs):
+                step[(m, c, node)] = {tok: lp.logprob for tok, lp in out.outputs[0].logprobs[0].items()}
         return [[{cand: sum(step[(m, c, ids[:k])][ids[k]] for k in range(len(ids)))
                   for cand, ids in zip(candidates, cand_ids)} for c in range(len(convs))]
                 for m, convs in enumerate(conversations)]

@@ -45,19 +45,18 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     jc = cfg.judge
     responses = shard_responses(paths, plan, iteration, k)
     start = time.time()
-    backend = jc.backend or cfg.generate.backend
+    backend = cfg.judge_backend
     model = open_group(cfg, paths, iteration, plan["groups"][g], backend, f"judge-{task}")
-    judges, slots, convs = [], [], []
+    names, slots, convs = [], [], []
     for j in plan["groups"][g]:
         mine = [(c, side) for c in shard_rows(plan, k, jc.duels_per_shard)
                 if j not in plan["duels"][c] for side in (0, 1)]
         if mine:
-            judges.append(j)
+            names.append(cfg.members[j].name)
             slots.append(mine)
             convs.append([with_system(cfg.members[j].system_prompt,
                                       judge_messages(plan["instructions"][c]["text"], responses[(c, side)],
                                                      jc.few_shot)) for c, side in mine])
-    names = [cfg.members[j].name for j in judges]
     logprobs = [[None] * len(mine) for mine in slots]
     expected = [[None] * len(mine) for mine in slots]
     if jc.score == "expected":
