@@ -59,12 +59,14 @@ endif
 slurm-down:
 	slurm/local-cluster/stop.sh
 
+# Every tier but vllm (make test-vllm): the fast tier first, then the slow ones.
 # As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
-test: venv tiny-tribe slurm-up
-	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not vllm"
+test: test-fast tiny-tribe slurm-up
+	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "(slow or slurm or gpu) and not vllm"
 
+# Unit and property tests and the whole pipeline on a scripted model, in seconds (also a bare `pytest`).
 test-fast: venv
-	$(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm"
+	$(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
 
 # The `vllm` tier (a missing vLLM fails here instead of skipping).
 test-vllm: vllm-venv tiny-tribe

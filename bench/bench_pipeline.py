@@ -48,7 +48,7 @@ def naive_vs_batched(run_dir: Path) -> dict:
 
     from sparta_hpc.backends.hf import HFGroup
     from sparta_hpc.stages.common import load_run
-    from sparta_hpc.stages.generate import conversation
+    from sparta_hpc.stages.common import with_system
 
     torch.set_num_threads(2)
     cfg, paths = load_run(run_dir)
@@ -56,7 +56,7 @@ def naive_vs_batched(run_dir: Path) -> dict:
     model = HFGroup(cfg.members[0].model, {m.name: None for m in cfg.members})
     figures = {"batched": [0, 0.0], "naive": [0, 0.0]}
     for i, m in enumerate(cfg.members):
-        convs = [conversation(m.system_prompt, plan["instructions"][c]["text"])
+        convs = [with_system(m.system_prompt, [{"role": "user", "content": plan["instructions"][c]["text"]}])
                  for c, pair in enumerate(plan["duels"]) for side in (0, 1) if pair[side] == i]
         if not convs:
             continue

@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODEL = ROOT / ".cache/models/smollm2-135m-instruct"
 
+from sparta_hpc.paths import RunPaths  # noqa: E402 (after the path set-up)
+
 
 def second_base(folder: Path) -> Path:
     """The same weights under another path: a second base-model group, no extra disk."""
@@ -48,7 +50,7 @@ def run_generate(run_dir: Path, backend: str, overrides: list[str]) -> None:
 def figures(run_dir: Path) -> dict:
     shards = [json.loads(p.read_text()) for p in sorted((run_dir / "iter_0000" / "generate").glob("g*.json"))]
     logged = []
-    for task_dir in sorted((run_dir / "logs" / "generate").iterdir()):
+    for task_dir in sorted((RunPaths(run_dir).logs / "generate").iterdir()):
         for log in task_dir.glob("*_log.out"):
             text = log.read_text() + log.with_name(log.name.replace(".out", ".err")).read_text()
             logged.append(text.count("Loading weights took"))

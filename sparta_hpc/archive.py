@@ -113,3 +113,22 @@ def read_archive(path: Path) -> dict:
                 out[name] = obj.asstr()[()] if obj.dtype == STR or h5py.check_string_dtype(obj.dtype) else obj[()]
         f.visititems(visit)
     return out
+
+
+def pair_rows(archive: dict, names: list[str]) -> list[dict]:
+    """The preference pairs of a `read_archive` dict in TRL's conversational format, with their duel,
+    members and weighted scores (the member's system prompt is added by its training job)."""
+    rows = []
+    for c, chosen, rejected, s_c, s_r in zip(archive["pairs/duel"], archive["pairs/chosen"],
+                                             archive["pairs/rejected"], archive["pairs/score_chosen"],
+                                             archive["pairs/score_rejected"]):
+        side_chosen = 0 if archive["duels/a"][c] == chosen else 1
+        text = archive["responses/text"][c]
+        rows.append({
+            "prompt": [{"role": "user", "content": archive["instructions/text"][c]}],
+            "chosen": [{"role": "assistant", "content": text[side_chosen]}],
+            "rejected": [{"role": "assistant", "content": text[1 - side_chosen]}],
+            "duel": int(c), "chosen_member": names[chosen], "rejected_member": names[rejected],
+            "score_chosen": float(s_c), "score_rejected": float(s_r),
+        })
+    return rows

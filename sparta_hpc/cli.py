@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .config_overrides import ConfigError, apply_overrides
+from .logs import setup_logging
 
 log = logging.getLogger("sparta_hpc")
 
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging()
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -160,7 +160,9 @@ class ClusterConfig:
     executor: Literal["local", "slurm", "debug"] = "local"
     local_parallel: int = 1  # local executor: tasks of a stage running at once
     local_threads: int = 2  # local executor: torch threads per task
-    max_retries: int = 2  # a failed task is resubmitted (its own shards only) this often
+    max_retries: int = 2  # a failed or cancelled task is resubmitted (its own shards only) this often
+    # Slurm: a job that reaches its time limit or is preempted is requeued (and resumes) this often
+    max_timeouts: int = 3
     generate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     judge: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     gather: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
@@ -320,8 +322,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
     validate_vllm(cfg)
     validate_pythons(cfg)
-    if cfg.cluster.max_retries < 0:
-        raise ConfigError(f"cluster.max_retries: must be >= 0, got {cfg.cluster.max_retries}")
+    for name in ("max_retries", "max_timeouts"):
+        if getattr(cfg.cluster, name) < 0:
+            raise ConfigError(f"cluster.{name}: must be >= 0, got {getattr(cfg.cluster, name)}")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (a share of the training steps), "
+                          f"got {cfg.train.warmup_ratio}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
         raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
     if cfg.train.quantization == "4bit" and cfg.train.deepspeed and zero_stage(cfg.train.deepspeed) == 3:

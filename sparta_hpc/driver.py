@@ -15,12 +15,14 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import atomic_write_text, read_json
 from .launch import StageFailed, run_stage
+from .logs import setup_logging
 from .paths import ARRAY_STAGES, JOB_STAGES, STAGES, RunPaths
 from .stages import plan as plan_stage
 
@@ -38,7 +40,7 @@ def lock_run(paths: RunPaths):
     import socket
 
     paths.root.mkdir(parents=True, exist_ok=True)
-    handle = open(paths.root / "driver.lock", "a+")
+    handle = open(paths.lock, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -52,21 +54,37 @@ def lock_run(paths: RunPaths):
     return handle
 
 
-def check_resume(cfg: Config, paths: RunPaths, force: bool) -> None:
-    """Refuse to continue a run with a config other than the one it was started with."""
+def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] | None:
+    """Refuse to continue a run with a config other than the one it was started with.
+
+    Changes under `cluster` alone (resources, time limits, executor, retries) are
+    accepted: they say how the jobs run, not what they compute, and the usual fix
+    after a time-limit kill is a larger `cluster.<stage>.time_min`. Returns (event,
+    diff) for an accepted change (None: the same config, or a new run).
+    """
     if not paths.config.exists():
-        return
-    old, new = paths.config.read_text(), config_to_yaml(cfg)
-    if old == new:
-        return
+        return None
     import difflib
 
+    new = config_to_yaml(cfg)
+    try:  # both sides through today's code, so that a field added since reads as its default
+        started = load_config(paths.config)
+        old = config_to_yaml(started)
+        work_unchanged = config_to_yaml(replace(cfg, cluster=started.cluster)) == old
+    except ConfigError:
+        old, work_unchanged = paths.config.read_text(), False
+    if old == new:
+        return None
     diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "started with", "now"))
+    if work_unchanged:
+        log.info("continuing %s with changed cluster resources:\n%s", paths.root, diff)
+        return "resources_changed", diff
     if not force:
         raise ConfigError(f"{paths.config}: this run was started with another config:\n{diff}\n"
-                          "Use the same config to resume, another run.dir for a new run, "
-                          "or --force-config to continue with the new one.")
+                          "Use the same config to resume (changes under cluster.* are accepted), another "
+                          "run.dir for a new run, or --force-config to continue with the new one.")
     log.warning("continuing %s with a changed config (--force-config):\n%s", paths.root, diff)
+    return "config_forced", diff
 
 
 def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> list[int | None]:
@@ -186,8 +204,7 @@ def summary_table(cfg: Config, paths: RunPaths) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    setup_logging()
     parser = argparse.ArgumentParser(prog="python -m sparta_hpc.driver", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="a YAML file (configs/*.yaml)")
@@ -198,13 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after", choices=STAGES, metavar="STAGE",
                         help="stop once this stage of the next unfinished iteration is done (e.g. judge, to "
                              "inspect answers and judgments first); the same command without it goes on")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before and after options
     try:
         cfg = load_config(args.config, args.overrides)
         validate(cfg)
         load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         paths = RunPaths(cfg.run.dir)
-        check_resume(cfg, paths, args.force_config)
+        changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
         log.error("config error: %s", err)
         return 2
@@ -215,20 +232,29 @@ def main(argv: list[str] | None = None) -> int:
             print(sbatch_scripts(cfg, paths, plan))
         return 0
     try:
-        lock = lock_run(paths)  # noqa: F841 (held until the process ends)
+        lock = lock_run(paths)
     except ConfigError as err:
         log.error("%s", err)
         return 2
+    with lock:  # released when the driver returns (the kernel drops it if the process dies)
+        return drive(cfg, paths, args.stop_after, changed, sys.argv[1:] if argv is None else argv)
+
+
+def drive(cfg: Config, paths: RunPaths, stop_after: str | None, changed: tuple[str, str] | None,
+          argv: list[str]) -> int:
+    """Walk the iterations of a locked run directory; the driver's exit status."""
     atomic_write_text(paths.config, config_to_yaml(cfg))
     events = EventLog(paths.events)
-    events.write("driver_start", argv=sys.argv[1:] if argv is None else argv)
+    events.write("driver_start", argv=argv)
+    if changed:
+        events.write(changed[0], diff=changed[1])
     start = time.time()
     try:
         for t in range(cfg.tribe.iterations):
-            if not run_iteration(cfg, paths, events, t, args.stop_after):
-                events.write("driver_stopped", iteration=t, stage=args.stop_after)
+            if not run_iteration(cfg, paths, events, t, stop_after):
+                events.write("driver_stopped", iteration=t, stage=stop_after)
                 log.info("stopped after %s of iteration %d (--stop-after); run again without it to go on",
-                         args.stop_after, t)
+                         stop_after, t)
                 return 0
     except StageFailed as err:
         events.write("driver_failed", error=str(err))

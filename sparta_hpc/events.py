@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-log = logging.getLogger("sparta_hpc")
+log = logging.getLogger(__name__)
 
 
 class EventLog:

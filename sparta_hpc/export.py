@@ -15,11 +15,10 @@ import json
 import math
 from pathlib import Path
 
-from .archive import read_archive, read_ratings_from
+from .archive import pair_rows, read_archive, read_ratings_from
 from .io_utils import atomic_write_json, atomic_write_text
 from .paths import RunPaths
 from .ratings_file import ratings_to_json
-from .stages.aggregate import pair_rows
 
 
 class ExportError(RuntimeError):
@@ -44,7 +43,7 @@ def export(run_dir: Path, iteration: int, out: Path | None = None, duels: bool =
     paths = RunPaths(run_dir)
     if not paths.is_done(iteration, "aggregate"):
         raise ExportError(f"{run_dir}: iteration {iteration} is not aggregated yet (no {paths.marker(iteration, 'aggregate')})")
-    out = Path(out or paths.root / "export" / f"iter_{iteration:04d}")
+    out = Path(out or paths.export(iteration))
     archive = read_archive(paths.archive(iteration))
     names = json.loads(archive["attrs"]["members"])
     rows = pair_rows(archive, names)

@@ -21,7 +21,7 @@ from .events import EventLog, Progress
 from .paths import ARRAY_STAGES, RunPaths
 from .tasks import StageTask
 
-log = logging.getLogger("sparta_hpc")
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
 
@@ -35,6 +35,28 @@ class Attempt:
     task: int | None
     number: int
     job: object  # submitit.Job
+    error: BaseException | None = None
+
+    def finished(self, in_process: bool) -> bool:
+        """Whether the job has ended (then `error` says how).
+
+        A debug job runs here, in the driver's process, on the first call. Its
+        `exception()` runs it once: `done()` would open submitit's post-mortem
+        debugger on a failure, and a failed debug job would run again on every
+        later call. The task's changes to os.environ are undone, as in its own process.
+        """
+        if not in_process:
+            if not self.job.done():
+                return False
+            self.error = self.job.exception()
+            return True
+        environ = dict(os.environ)
+        try:
+            self.error = self.job.exception()
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+        return True
 
 
 def slurm_parameters(r: Resources, stage: str) -> dict:
@@ -55,12 +77,14 @@ def slurm_parameters(r: Resources, stage: str) -> dict:
 def make_executor(cfg: Config, paths: RunPaths, stage: str):
     import submitit
 
-    folder = paths.logs / stage / "%j"
+    folder = paths.job_logs(stage)
     if cfg.cluster.executor == "debug":
         return submitit.DebugExecutor(folder=folder)
     resources = getattr(cfg.cluster, stage)
     if cfg.cluster.executor == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.cluster.max_retries + 1,
+        # a job that hits its time limit (or is preempted) is requeued by submitit up to
+        # max_timeouts times; a failed one is resubmitted by run_stage (max_retries)
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=cfg.cluster.max_timeouts,
                                           python=resources.python)  # None: the driver's own
         executor.update_parameters(**slurm_parameters(resources, stage))
         return executor
@@ -110,7 +134,7 @@ def adopt_in_flight(cfg: Config, paths: RunPaths, events: EventLog, stage: str, 
     for task, (job_id, attempt) in latest.items():
         if task not in tasks:
             continue
-        job = submitit.SlurmJob(folder=paths.logs / stage / "%j", job_id=job_id)
+        job = submitit.SlurmJob(folder=paths.job_logs(stage), job_id=job_id)
         state = job.state.split()[0] if job.state else "UNKNOWN"
         if state in ALIVE:
             adopted[task] = Attempt(task, attempt, job)
@@ -154,10 +178,11 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             running.append(Attempt(task, attempts[task], job))
             events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
                          job_id=str(job.job_id))
-        time.sleep(0 if cfg.cluster.executor == "debug" else POLL_SECONDS)
-        for attempt in [a for a in running if a.job.done()]:
+        in_process = cfg.cluster.executor == "debug"
+        time.sleep(0 if in_process else POLL_SECONDS)
+        for attempt in [a for a in running if a.finished(in_process)]:
             running.remove(attempt)
-            error = attempt.job.exception()
+            error = attempt.error
             if error is None:
                 done += 1
                 events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
@@ -175,7 +200,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 continue
             for other in running:
                 other.job.cancel(check=False)
-            if cfg.cluster.executor == "debug":
+            if in_process:
                 raise error
             raise StageFailed(
                 f"{stage} (iteration {iteration}) task {attempt.task} failed {attempt.number} times; "

@@ -2,9 +2,12 @@
 
     RUN/
       config.yaml                    the resolved config (a resume must match it)
+      driver.lock                    held by the running driver (one driver per run)
       events.jsonl                   one JSON line per event (stage start/end, task retries, ...)
-      logs/                          submitit's job logs (stdout/stderr per task)
+      logs/<stage>/<job id>/         submitit's job logs (stdout/stderr per task)
+      cache/<stage>-<task>/          per-task engine caches (vLLM, inductor); cache/torch_extensions/
       ratings/iter_0000.json         ratings at the start of each iteration
+      export/iter_0000/              `sparta-hpc export` output (default place)
       iter_0000/
         plan.json                    instructions, duels, shards of this iteration
         generate/g00_s0003.json      responses of base-model group 0 for duel shard 3
@@ -12,7 +15,7 @@
         iter_0000.h5                 the archive (gather, then aggregate)
         pairs.jsonl                  preference pairs in TRL's conversational format
         summary.json                 duels, valid judgments, pairs, ratings (for the driver's table)
-        train/<member>/              checkpoints of a member's DPO job
+        train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA)
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
 
@@ -42,8 +45,27 @@ class RunPaths:
         return self.root / "events.jsonl"
 
     @property
+    def lock(self) -> Path:
+        return self.root / "driver.lock"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    def job_logs(self, stage: str) -> Path:
+        """submitit's folder pattern for a stage's jobs (%j: the job id)."""
+        return self.logs / stage / "%j"
+
+    def cache(self, slot: str) -> Path:
+        """Caches of one task slot (e.g. "generate-3"), reused by that slot in later iterations."""
+        return self.root / "cache" / slot
+
+    @property
+    def torch_extensions(self) -> Path:
+        return self.cache("torch_extensions")
+
+    def export(self, iteration: int) -> Path:
+        return self.root / "export" / f"iter_{iteration:04d}"
 
     def ratings(self, iteration: int) -> Path:
         return self.root / "ratings" / f"iter_{iteration:04d}.json"
@@ -68,6 +90,10 @@ class RunPaths:
 
     def train_dir(self, iteration: int, member: str) -> Path:
         return self.iteration(iteration) / "train" / member
+
+    def initial_adapter(self, iteration: int, member: str) -> Path:
+        """The fresh LoRA a member without an adapter starts its DPO from (saved for resumes)."""
+        return self.train_dir(iteration, member) / "initial_adapter"
 
     def adapter(self, iteration: int, member: str) -> Path:
         """The adapter a member *ends* iteration `iteration` with (its weights for t+1)."""

@@ -13,14 +13,14 @@ import importlib
 import logging
 import os
 import resource
-import sys
 import threading
 import time
 
 import submitit
 
 from .io_utils import free_port
-from .paths import STAGES
+from .logs import setup_logging
+from .paths import STAGES, RunPaths
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -60,12 +60,12 @@ def distributed_setup(single_process_world: bool) -> None:
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
 
 
-def cpu_only_setup(run_dir: str) -> None:
+def cpu_only_setup(paths: RunPaths) -> None:
     """DeepSpeed on a node without GPUs: its CPU accelerator (gloo), and its compiled ops
     cached in the run (or $TORCH_EXTENSIONS_DIR), never in the home directory."""
     if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(run_dir, "cache", "torch_extensions"))
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(paths.torch_extensions))
 
 
 def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
@@ -73,16 +73,16 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     """Run one task; returns its wall time and peak memory for the driver's event log."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
     from .stages.common import load_run
 
     start = time.time()
     cfg, paths = load_run(run_dir)
+    # a job's own process logs our way; in the driver's process (debug executor) the driver's set-up stays
+    setup_logging(replace=cfg.cluster.executor != "debug")
     distributed_setup(stage == "train" and bool(cfg.train.deepspeed))
-    cpu_only_setup(run_dir)
+    cpu_only_setup(paths)
     module = importlib.import_module(f"sparta_hpc.stages.{stage}")
     if task is None:
         module.run(cfg, paths, iteration)

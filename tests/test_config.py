@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -30,9 +31,21 @@ def write_config(tmp_path, fake_model, **changes):
     return path
 
 
-def driver(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sparta_hpc.driver", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+@pytest.fixture
+def driver(caplog, capsys):
+    """The driver's main() in this process (what `python -m sparta_hpc.driver ARGS` runs):
+    (returncode, stdout, stderr + log) of one call."""
+    from sparta_hpc.driver import main
+
+    def call(*args):
+        caplog.clear()
+        try:
+            code = main(list(map(str, args)))
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err + caplog.text)
+    return call
 
 
 def test_tiny_preset_loads_and_overrides_apply(tmp_path, fake_model):
@@ -68,8 +81,10 @@ def test_paper_preset_is_valid_apart_from_its_model_paths():
     ("vllm.tensor_parallel_size=0", "vllm.tensor_parallel_size: must be >= 1"),
     ("train.quantization=8bit", "train.quantization: must be one of"),
     ("cluster.generate.python=/nonexistent/bin/python", "cluster.generate.python: no executable"),
+    ("train.warmup_ratio=1.5", "train.warmup_ratio: must be in [0, 1)"),
+    ("cluster.max_timeouts=-1", "cluster.max_timeouts: must be >= 0"),
 ])
-def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, override, message):
+def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, override, message, driver):
     proc = driver("--config", write_config(tmp_path, fake_model), override)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
@@ -85,7 +100,7 @@ def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, overr
     ({"instructions__source": "/nonexistent/file.jsonl"}, "instructions.source: no file at"),
     ({"trian": {"beta": 0.2}}, "unknown config field 'trian'"),
 ])
-def test_driver_refuses_bad_config(tmp_path, fake_model, change, message):
+def test_driver_refuses_bad_config(tmp_path, fake_model, change, message, driver):
     if "tribe__members" in change:
         change["tribe__members"] = [dict(m, model=str(fake_model)) for m in change["tribe__members"]]
     proc = driver("--config", write_config(tmp_path, fake_model, **change))
@@ -94,7 +109,7 @@ def test_driver_refuses_bad_config(tmp_path, fake_model, change, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_qlora_under_zero3_is_refused(tmp_path, fake_model):
+def test_qlora_under_zero3_is_refused(tmp_path, fake_model, driver):
     proc = driver("--config", write_config(tmp_path, fake_model), "train.quantization=4bit",
                   f"train.deepspeed={ROOT / 'configs/deepspeed/zero3.json'}")
     assert proc.returncode == 2 and "4bit (QLoRA) does not shard under ZeRO-3" in proc.stderr
@@ -103,7 +118,7 @@ def test_qlora_under_zero3_is_refused(tmp_path, fake_model):
     validate(cfg)
 
 
-def test_vllm_in_another_python_is_accepted(tmp_path, fake_model):
+def test_vllm_in_another_python_is_accepted(tmp_path, fake_model, driver):
     """vLLM need not be in the driver's Python when generate and judge run in another one."""
     python = f"env LD_PRELOAD= {sys.executable}"
     proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "generate.backend=vllm",
@@ -112,7 +127,7 @@ def test_vllm_in_another_python_is_accepted(tmp_path, fake_model):
     assert "[vllm]" in proc.stdout
 
 
-def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model):
+def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model, driver):
     proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "judge.backend=hf")
     assert proc.returncode == 0, proc.stderr
     assert "of 4 duels [hf]" in proc.stdout and "score: expected [hf]" in proc.stdout
@@ -121,7 +136,8 @@ def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model):
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model):
-    proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "tribe.duels_per_iteration=10")
+    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.driver", "--config", str(write_config(tmp_path, fake_model)),
+                           "--dry-run", "tribe.duels_per_iteration=10"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     for text in ("4 members", "2 iterations x 10 duels", "group 0", "concise, stepwise, friendly, plain",
                  "generate   job array: 3 tasks", "judge      job array: 3 tasks", "train      4 DPO jobs"):
@@ -129,7 +145,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model):
     assert not (tmp_path / "run").exists()
 
 
-def test_resume_with_a_changed_config_is_refused(tmp_path, fake_model):
+def test_resume_with_a_changed_config_is_refused(tmp_path, fake_model, driver):
     path = write_config(tmp_path, fake_model)
     run = tmp_path / "run"
     run.mkdir()
@@ -168,7 +184,7 @@ def test_bad_instruction_files(tmp_path, content, message):
         load_instructions(InstructionsConfig(source=str(tmp_path / "i.jsonl"), prompt_field="q"))
 
 
-def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model):
+def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model, driver):
     from sparta_hpc.driver import lock_run
     from sparta_hpc.paths import RunPaths
 

@@ -23,9 +23,12 @@ from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-# Short iterations: 4 duels in 2 shards, short answers, 2 DPO steps per member.
-OVERRIDES = ["tribe.duels_per_iteration=4", "generate.duels_per_shard=2",
-             "judge.duels_per_shard=2", "train.max_steps=2", "train.save_steps=1"] + [
+# Short iterations: 6 duels, short answers, 2 DPO steps per member. Judge shards of another size
+# than generate shards (2 vs 4: judge shard 1 reads generate shard 0, judge shard 2 generate
+# shard 1) and two sampled judge rounds.
+DUELS, ROUNDS = 6, 2
+OVERRIDES = [f"tribe.duels_per_iteration={DUELS}", "generate.duels_per_shard=4", "judge.duels_per_shard=2",
+             f"judge.rounds={ROUNDS}", "judge.temperature=0.7", "train.max_steps=2", "train.save_steps=1"] + [
     f"tribe.members.{m}.max_new_tokens=24" for m in ("concise", "stepwise", "friendly", "plain")]
 MEMBERS = ["concise", "stepwise", "friendly", "plain"]
 
@@ -59,13 +62,13 @@ def test_one_iteration_through_every_stage(reference_run):
     log = [json.loads(line) for line in paths.events.read_text().splitlines()]
     order = [(e["event"], e["stage"]) for e in log if e["event"] in ("task_submit", "task_done")
              and e["iteration"] == 0]
-    for stage, n in (("generate", 2), ("judge", 2), ("gather", 1), ("aggregate", 1), ("train", 4)):
+    for stage, n in (("generate", 2), ("judge", 3), ("gather", 1), ("aggregate", 1), ("train", 4)):
         assert order.count(("task_done", stage)) == n, stage
     assert order.index(("task_done", "gather")) < order.index(("task_submit", "aggregate"))
     assert all("peak_rss_mb" in e for e in log if e["event"] == "task_done")
 
     a = read_archive(paths.archive(0))
-    n, m = 4, len(MEMBERS)
+    n, m = DUELS, len(MEMBERS)
     assert json.loads(a["attrs"]["members"]) == MEMBERS
     assert "tribe:" in a["attrs"]["config"] and json.loads(a["attrs"]["versions"])["torch"].startswith("2.13")
     assert len(a["instructions/text"]) == n and all(a["instructions/text"])
@@ -76,7 +79,7 @@ def test_one_iteration_through_every_stage(reference_run):
     assert (a["responses/n_tokens"] > 0).all()
     # every non-duelist judged both responses; duelists never did
     raw, parsed, expected = a["judgments/raw"], a["judgments/parsed"], a["judgments/expected"]
-    assert raw.shape == (n, m, 2, 1)
+    assert raw.shape == (n, m, 2, ROUNDS)
     for c in range(n):
         for j in range(m):
             judged = j not in duels[c]
@@ -86,7 +89,7 @@ def test_one_iteration_through_every_stage(reference_run):
                 assert math.isnan(p) or 1 <= p <= 10
     assert a["judgments/logprobs"].shape == (n, m, 2, 10)
     report = json.loads(a["attrs"]["judge_report"])
-    assert sum(r["judgments"] for r in report.values()) == n * (m - 2) * 2
+    assert sum(r["judgments"] for r in report.values()) == n * (m - 2) * 2 * ROUNDS
     # the archive's scores feed the reputation update and the pairs
     assert np.isfinite(a["weighted_scores/final"]).all()
     assert a["ratings_before/rating"].tolist() == [100.0] * m
@@ -105,7 +108,7 @@ def test_every_member_adapter_was_trained(reference_run):
     run_dir, _ = reference_run
     paths = RunPaths(run_dir)
     for name in MEMBERS:
-        before = load_file(paths.train_dir(0, name) / "initial_adapter" / "adapter_model.safetensors")
+        before = load_file(paths.initial_adapter(0, name) / "adapter_model.safetensors")
         after = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
         assert before.keys() == after.keys() and before
         changed = [k for k in before if not np.array_equal(before[k], after[k])]
@@ -210,7 +213,7 @@ def test_single_process_deepspeed_job_trains(reference_run, tmp_path):
     summary = json.loads(paths.marker(0, "train", "concise").read_text())
     assert summary["zero_stage"] == 2 and summary["world_size"] == 1 and summary["dist_backend"] == "gloo"
     assert summary["steps"] == 2 and summary["tokens_per_rank"] > 0
-    before = load_file(paths.train_dir(0, "concise") / "initial_adapter" / "adapter_model.safetensors")
+    before = load_file(paths.initial_adapter(0, "concise") / "adapter_model.safetensors")
     after = load_file(paths.adapter(0, "concise") / "adapter_model.safetensors")
     assert all(not np.array_equal(before[k], after[k]) for k in before)
 

@@ -13,13 +13,13 @@ TASKS = {"generate": 10, "judge": 10, "gather": 1, "aggregate": 1, "train": 10}
 
 
 def render() -> str:
-    os.environ.setdefault("SPARTA_MODELS", "/models")
     cfg = load_config(ROOT / "configs" / "paper-qwen7b.yaml")
     return "".join(f"# ==== {stage}: {n} task(s)\n" + sbatch_script(cfg, stage, n, "/RUN/logs")
                    for stage, n in TASKS.items())
 
 
-def test_paper_preset_sbatch_scripts_match_the_golden_file():
+def test_paper_preset_sbatch_scripts_match_the_golden_file(monkeypatch):
+    monkeypatch.setenv("SPARTA_MODELS", "/models")  # the preset's model paths: $SPARTA_MODELS/...
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(render())
     assert render() == GOLDEN.read_text(), "regenerate with UPDATE_GOLDEN=1 after reviewing the change"

@@ -147,7 +147,7 @@ def test_training_ran_on_two_ranks_with_zero2_and_changed_every_adapter(slurm_ru
     for name in MEMBERS:
         summary = json.loads(paths.marker(0, "train", name).read_text())
         assert summary["world_size"] == 2 and summary["zero_stage"] == 2 and summary["steps"] == 2
-        before = load_file(paths.train_dir(0, name) / "initial_adapter" / "adapter_model.safetensors")
+        before = load_file(paths.initial_adapter(0, name) / "adapter_model.safetensors")
         after = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
         assert all(not np.array_equal(before[k], after[k]) for k in before)
 

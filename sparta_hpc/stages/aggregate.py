@@ -12,7 +12,7 @@ import json
 import logging
 
 from ..algorithm.reputation import run_iteration
-from ..archive import read_archive, read_judged, write_aggregated
+from ..archive import pair_rows, read_archive, read_judged, write_aggregated
 from ..config import Config
 from ..io_utils import atomic_write_json, atomic_write_text, mark_done
 from ..paths import RunPaths
@@ -20,23 +20,6 @@ from ..ratings_file import ratings_to_json
 from .common import stage_main
 
 log = logging.getLogger(__name__)
-
-
-def pair_rows(archive: dict, names: list[str]) -> list[dict]:
-    rows = []
-    for c, chosen, rejected, s_c, s_r in zip(archive["pairs/duel"], archive["pairs/chosen"],
-                                             archive["pairs/rejected"], archive["pairs/score_chosen"],
-                                             archive["pairs/score_rejected"]):
-        side_chosen = 0 if archive["duels/a"][c] == chosen else 1
-        text = archive["responses/text"][c]
-        rows.append({
-            "prompt": [{"role": "user", "content": archive["instructions/text"][c]}],
-            "chosen": [{"role": "assistant", "content": text[side_chosen]}],
-            "rejected": [{"role": "assistant", "content": text[1 - side_chosen]}],
-            "duel": int(c), "chosen_member": names[chosen], "rejected_member": names[rejected],
-            "score_chosen": float(s_c), "score_rejected": float(s_r),
-        })
-    return rows
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int) -> None:

@@ -6,11 +6,13 @@ import argparse
 import hashlib
 import logging
 import os
-import sys
 from pathlib import Path
 
+from .. import backends
+from ..backends import ModelGroup
 from ..config import Config, load_config
 from ..io_utils import read_json
+from ..logs import setup_logging
 from ..paths import RunPaths
 
 
@@ -59,9 +61,18 @@ def read_plan(paths: RunPaths, iteration: int) -> dict:
     return read_json(paths.plan(iteration))
 
 
+def shard_rows(plan: dict, stage: str, shard: int) -> range:
+    """The duels (rows of plan["duels"]) of shard `shard` of an array stage (generate or judge)."""
+    per_shard = plan["duels_per_shard"][stage]
+    return range(shard * per_shard, min((shard + 1) * per_shard, len(plan["duels"])))
+
+
 def shard_task(cfg: Config, paths: RunPaths, stage: str, iteration: int, task: int):
     """(plan, group, shard, output path) of an array task, or None when its shard file already exists."""
     plan = read_plan(paths, iteration)
+    # plans written before the shard sizes were recorded in them used the config's
+    plan.setdefault("duels_per_shard", {"generate": cfg.generate.duels_per_shard,
+                                        "judge": cfg.judge.duels_per_shard})
     g, k = plan[f"{stage}_tasks"][task]
     out = paths.shard(iteration, stage, g, k)
     if out.exists():
@@ -72,9 +83,20 @@ def shard_task(cfg: Config, paths: RunPaths, stage: str, iteration: int, task: i
     return plan, g, k, out
 
 
+def open_member_group(cfg: Config, paths: RunPaths, iteration: int, group: list[int], backend: str,
+                      slot: str) -> ModelGroup:
+    """The group's base model, loaded once, with each member's weights of `iteration`;
+    `slot` names the task ("generate-3") for the vLLM engine's own cache folder."""
+    adapters = {cfg.members[i].name: member_adapter(cfg, paths, iteration, i) for i in group}
+    # looked up on the module, not imported by name: the fast tests put a scripted model there
+    return backends.open_group(backend, cfg.members[group[0]].model, adapters, dtype=cfg.generate.dtype,
+                               engine=cfg.vllm, cache_dir=paths.cache(slot),
+                               seed=task_seed(cfg.tribe.seed, iteration, slot))
+
+
 def stage_main(doc: str, run, with_task: bool = True) -> None:
     """Command line of a stage: `python -m sparta_hpc.stages.X RUN_DIR --iteration N [--task K]`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    setup_logging()
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
     parser.add_argument("--iteration", type=int, required=True)

@@ -15,32 +15,27 @@ from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json
 from ..paths import RunPaths
-from .common import member_adapter, shard_task, stage_main, task_seed, with_system
+from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
-
-def conversation(system_prompt: str | None, text: str) -> list[dict]:
-    return with_system(system_prompt, [{"role": "user", "content": text}])
+Slot = tuple[int, int]  # (duel, side): side 0 is the duel's first duelist
 
 
-def shard_rows(plan: dict, shard: int, per_shard: int) -> range:
-    return range(shard * per_shard, min((shard + 1) * per_shard, len(plan["duels"])))
-
-
-def open_group(cfg: Config, paths: RunPaths, iteration: int, group: list[int], backend: str, slot: str):
-    """The group's base model, loaded once, with every member's adapter; `slot` names
-    the task (stage-task) for the vLLM engine's own cache folder."""
-    adapters = {cfg.members[i].name: member_adapter(cfg, paths, iteration, i) for i in group}
-    model = cfg.members[group[0]].model
-    if backend == "vllm":
-        from ..backends.vllm import VLLMGroup
-
-        return VLLMGroup(model, adapters, dtype=cfg.generate.dtype, engine=cfg.vllm,
-                         cache_dir=paths.root / "cache" / slot, seed=task_seed(cfg.tribe.seed, iteration, slot))
-    from ..backends.hf import HFGroup
-
-    return HFGroup(model, adapters, dtype=cfg.generate.dtype)
+def generate_requests(cfg: Config, plan: dict, iteration: int, group: int, shard: int) -> list[tuple[Batch, list[Slot]]]:
+    """Per member of base-model group `group` that duels in shard `shard`: its prompts
+    (one per duel side it takes) with its sampling settings, and the slots they answer."""
+    requests = []
+    for i in plan["groups"][group]:
+        m = cfg.members[i]
+        mine = [(c, side) for c in shard_rows(plan, "generate", shard) for side in (0, 1)
+                if plan["duels"][c][side] == i]
+        if mine:
+            convs = [with_system(m.system_prompt, [{"role": "user", "content": plan["instructions"][c]["text"]}])
+                     for c, _ in mine]
+            requests.append((Batch(m.name, convs, m.temperature, m.top_p, m.max_new_tokens,
+                                   seed=task_seed(cfg.tribe.seed, iteration, "generate", shard, m.name)), mine))
+    return requests
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
@@ -48,25 +43,15 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     if opened is None:
         return
     plan, g, k, out = opened
-    group = plan["groups"][g]
+    requests = generate_requests(cfg, plan, iteration, g, k)
     start = time.time()
-    model = open_group(cfg, paths, iteration, group, cfg.generate.backend, f"generate-{task}")
+    model = open_member_group(cfg, paths, iteration, plan["groups"][g], cfg.generate.backend, f"generate-{task}")
     load_seconds = time.time() - start
-    batches, slots = [], []
-    for i in group:
-        m = cfg.members[i]
-        mine = [(c, side) for c in shard_rows(plan, k, cfg.generate.duels_per_shard)
-                for side in (0, 1) if plan["duels"][c][side] == i]
-        if mine:
-            convs = [conversation(m.system_prompt, plan["instructions"][c]["text"]) for c, _ in mine]
-            batches.append(Batch(m.name, convs, m.temperature, m.top_p, m.max_new_tokens,
-                                 seed=task_seed(cfg.tribe.seed, iteration, "generate", k, m.name)))
-            slots.append(mine)
-    responses, n_tokens = [], 0
-    for b, mine, outs in zip(batches, slots, model.generate_all(batches, cfg.generate.batch_size)):
-        for (c, side), o in zip(mine, outs):
-            responses.append({"duel": c, "side": side, "member": b.member, "text": o.text, "n_tokens": o.n_tokens})
-            n_tokens += o.n_tokens
+    outputs = model.generate_all([batch for batch, _ in requests], cfg.generate.batch_size)
+    responses = [{"duel": c, "side": side, "member": batch.member, "text": o.text, "n_tokens": o.n_tokens}
+                 for (batch, slots), outs in zip(requests, outputs, strict=True)
+                 for (c, side), o in zip(slots, outs, strict=True)]
+    n_tokens = sum(r["n_tokens"] for r in responses)
     seconds = time.time() - start
     atomic_write_json(out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
                             "seconds": seconds, "load_seconds": load_seconds, "backend": cfg.generate.backend,

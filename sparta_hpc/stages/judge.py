@@ -1,6 +1,8 @@
 """Judge: every member that is not a duelist scores each response on its own (SPEC 1.4).
 
 One array task = one group of judges sharing a base model x one shard of duels.
+Judge shards need not line up with generate shards: a task reads the
+responses of its duels from whichever generate shards hold them.
 Every raw judge output is kept (it is the evidence); a text without a score
 in 1..10 is missing, never a default. With `judge.score: expected` the judge's
 log-probabilities over 1..10 also give an expected score, which always exists.
@@ -11,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from ..algorithm.judging import SCORES, expected_score, judge_messages, parse_score
 from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
 from ..paths import RunPaths
-from .common import shard_task, stage_main, task_seed, with_system
-from .generate import open_group, shard_rows
+from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +28,63 @@ SCORE_PREFIX = '{"score": '
 # Each candidate ends with the closing brace so that "1" and "10" are distinct events.
 CANDIDATES = [f"{s}}}" for s in SCORES]
 
+Slot = tuple[int, int]  # (duel, side)
 
-def shard_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> dict[tuple[int, int], str]:
-    """(duel, side) -> response text, from every generate task of this shard."""
+
+@dataclass
+class JudgeWork:
+    """One judge's share of a shard: the responses it rates, as chat prompts."""
+
+    judge: str
+    slots: list[Slot]
+    conversations: list[list[dict]]
+
+
+def generate_shards_for(plan: dict, shard: int) -> list[tuple[int, int]]:
+    """The generate shards (group, shard) that hold the responses of judge shard `shard`'s duels."""
+    rows = shard_rows(plan, "judge", shard)
+    per_shard = plan["duels_per_shard"]["generate"]
+    wanted = range(rows.start // per_shard, (rows.stop - 1) // per_shard + 1)
+    return [(g, k) for g, k in plan["generate_tasks"] if k in wanted]
+
+
+def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> dict[Slot, str]:
+    """(duel, side) -> response text for every duel of judge shard `shard`."""
+    rows = shard_rows(plan, "judge", shard)
     texts = {}
-    for g, k in plan["generate_tasks"]:
-        if k == shard:
-            for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
+    for g, k in generate_shards_for(plan, shard):
+        for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
+            if r["duel"] in rows:
                 texts[(r["duel"], r["side"])] = r["text"]
+    missing = [(c, side) for c in rows for side in (0, 1) if (c, side) not in texts]
+    if missing:
+        c, side = missing[0]
+        raise RuntimeError(f"iteration {iteration}: judge shard {shard} finds no response for duel {c} side {side} "
+                           f"({len(missing)} missing) in {paths.iteration(iteration) / 'generate'}; delete "
+                           f"{paths.marker(iteration, 'generate')} and rerun to regenerate")
     return texts
+
+
+def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: dict[Slot, str]) -> list[JudgeWork]:
+    """Per judge of base-model group `group`: both responses of every duel of the shard it is not in."""
+    work = []
+    for j in plan["groups"][group]:
+        mine = [(c, side) for c in shard_rows(plan, "judge", shard) if j not in plan["duels"][c] for side in (0, 1)]
+        if mine:
+            m = cfg.members[j]
+            convs = [with_system(m.system_prompt, judge_messages(plan["instructions"][c]["text"],
+                                                                 responses[(c, side)], cfg.judge.few_shot))
+                     for c, side in mine]
+            work.append(JudgeWork(m.name, mine, convs))
+    return work
+
+
+def round_batches(cfg: Config, work: list[JudgeWork], iteration: int, shard: int, round_: int) -> list[Batch]:
+    """The generation requests of one sampled round (each judge seeded per shard and round)."""
+    jc = cfg.judge
+    return [Batch(w.judge, w.conversations, jc.temperature, 1.0, jc.max_new_tokens,
+                  seed=task_seed(cfg.tribe.seed, iteration, "judge", shard, w.judge, round_), prefix=jc.answer_prefix)
+            for w in work]
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
@@ -43,35 +93,23 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         return
     plan, g, k, out = opened
     jc = cfg.judge
-    responses = shard_responses(paths, plan, iteration, k)
+    work = judge_requests(cfg, plan, g, k, read_responses(paths, plan, iteration, k))
     start = time.time()
     backend = cfg.judge_backend
-    model = open_group(cfg, paths, iteration, plan["groups"][g], backend, f"judge-{task}")
-    names, slots, convs = [], [], []
-    for j in plan["groups"][g]:
-        mine = [(c, side) for c in shard_rows(plan, k, jc.duels_per_shard)
-                if j not in plan["duels"][c] for side in (0, 1)]
-        if mine:
-            names.append(cfg.members[j].name)
-            slots.append(mine)
-            convs.append([with_system(cfg.members[j].system_prompt,
-                                      judge_messages(plan["instructions"][c]["text"], responses[(c, side)],
-                                                     jc.few_shot)) for c, side in mine])
-    logprobs = [[None] * len(mine) for mine in slots]
-    expected = [[None] * len(mine) for mine in slots]
+    model = open_member_group(cfg, paths, iteration, plan["groups"][g], backend, f"judge-{task}")
+    logprobs = [[None] * len(w.slots) for w in work]
+    expected = [[None] * len(w.slots) for w in work]
     if jc.score == "expected":
-        scored = model.score_all(names, convs, SCORE_PREFIX, CANDIDATES, jc.batch_size)
+        scored = model.score_all([w.judge for w in work], [w.conversations for w in work], SCORE_PREFIX,
+                                 CANDIDATES, jc.batch_size)
         logprobs = [[[d[c] for c in CANDIDATES] for d in per_judge] for per_judge in scored]
         expected = [[expected_score(dict(zip(SCORES, lp))) for lp in per_judge] for per_judge in logprobs]
     judgments = []
     for r in range(jc.rounds):
-        batches = [Batch(name, cs, jc.temperature, 1.0, jc.max_new_tokens,
-                         seed=task_seed(cfg.tribe.seed, iteration, "judge", k, name, r), prefix=jc.answer_prefix)
-                   for name, cs in zip(names, convs)]
-        outs = model.generate_all(batches, jc.batch_size)
-        for name, mine, per_judge, exp, lps in zip(names, slots, outs, expected, logprobs):
-            for (c, side), o, e, lp in zip(mine, per_judge, exp, lps):
-                judgments.append({"duel": c, "side": side, "judge": name, "round": r, "raw": o.text,
+        outs = model.generate_all(round_batches(cfg, work, iteration, k, r), jc.batch_size)
+        for w, per_judge, exp, lps in zip(work, outs, expected, logprobs, strict=True):
+            for (c, side), o, e, lp in zip(w.slots, per_judge, exp, lps, strict=True):
+                judgments.append({"duel": c, "side": side, "judge": w.judge, "round": r, "raw": o.text,
                                   "parsed": parse_score(o.text), "expected": e, "logprobs": lp})
     seconds = time.time() - start
     atomic_write_json(out, {"task": [g, k], "judgments": judgments, "seconds": seconds, "backend": backend,

@@ -54,6 +54,8 @@ def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str])
         "instructions": [{"index": int(i), "id": instructions[i].id, "text": instructions[i].text,
                           "reference": instructions[i].reference} for i in picked],
         "duels": duels.tolist(),
+        # recorded here so that every task of the iteration reads the same shard layout
+        "duels_per_shard": {"generate": cfg.generate.duels_per_shard, "judge": cfg.judge.duels_per_shard},
         "generate_tasks": shard_tasks(duels, groups, cfg.generate.duels_per_shard, as_judge=False),
         "judge_tasks": shard_tasks(duels, groups, cfg.judge.duels_per_shard, as_judge=True),
     }

@@ -44,8 +44,9 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(points[-1]) if points else None
 
 
-def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
-    """(model, tokenizer): the member's weights at iteration t as a trainable PeftModel."""
+def load_policy(cfg: Config, model_path: str, adapter: str | None, initial: Path):
+    """(model, tokenizer): the member's weights at iteration t as a trainable PeftModel; a member
+    without an adapter gets a fresh LoRA, saved to `initial` so that a resumed job starts from it."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -63,7 +64,6 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, work: Path):
         return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer
     lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                       target_modules=list(tc.lora_target_modules), task_type="CAUSAL_LM")
-    initial = work / "initial_adapter"
     if (initial / "adapter_config.json").exists():  # a resumed job: the same starting point
         return PeftModel.from_pretrained(model, str(initial), is_trainable=True), tokenizer
     model = get_peft_model(model, lora)  # seeded: every rank builds the same LoRA
@@ -109,7 +109,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     work = paths.train_dir(iteration, m.name)
     seed = task_seed(cfg.tribe.seed, iteration, "train", m.name)
     torch.manual_seed(seed)  # the fresh LoRA's A matrices
-    model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member), work)
+    model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
+                                   paths.initial_adapter(iteration, m.name))
     rows = training_rows(paths.pairs(iteration), m.system_prompt)
     if not rows:  # nothing to learn: the member stays as it is
         if is_main_rank():

@@ -1,0 +1,134 @@
+"""A deterministic stand-in for the models, for the fast tier (orchestration only: no weights, no torch).
+
+`ScriptedGroup` satisfies `backends.ModelGroup`. It answers from the prompt
+and the seed, and each answer carries its author's quality ("q7"): the
+member's own (from its name) plus one per DPO round its adapter has seen. As a
+judge it reads that quality back from the response in the judge prompt, with
+a small offset of its own, and is silent (no parsable score) on about one
+response in eight, as real small judges are. `scripted_train` stands in for
+one member's DPO: it reads the iteration's pairs and writes an adapter that
+records one more round.
+
+    with scripted_models() as opened:   # every stage in this process uses them
+        driver.main([...])
+
+This is never evidence that models, metrics or training work: the slow tiers
+run the real ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+from sparta_hpc import backends
+from sparta_hpc.backends import Batch, Generated
+from sparta_hpc.io_utils import atomic_write_json, atomic_write_text
+from sparta_hpc.stages import train
+from sparta_hpc.stages.common import member_adapter
+
+RESPONSE = re.compile(r"\[Response\]\n(.*)\Z", re.S)
+QUALITY = re.compile(r"\bq(\d+)\b")
+
+# Slots ("generate-1", "judge-0", ...) whose next model load fails once: an injected task failure.
+FAIL_ONCE: set[str] = set()
+
+
+def digest(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+def base_quality(member: str) -> int:
+    return 2 + digest("quality", member) % 6  # 2..7
+
+
+def adapter_rounds(path: str | None) -> int:
+    """DPO rounds a scripted adapter has seen (0: none, or a real adapter folder from the config)."""
+    if not path or not Path(path, "scripted.json").exists():
+        return 0
+    return json.loads(Path(path, "scripted.json").read_text())["rounds"]
+
+
+class ScriptedGroup:
+    def __init__(self, model: str, adapters: dict[str, str | None]):
+        self.model = model
+        self.adapters = dict(adapters)
+        self.members = list(adapters)
+        self.loads = 1
+
+    def quality(self, member: str) -> int:
+        return min(10, base_quality(member) + adapter_rounds(self.adapters[member]))
+
+    def judge_score(self, judge: str, response: str) -> int:
+        found = QUALITY.search(response)
+        quality = int(found.group(1)) if found else 1
+        return max(1, min(10, quality + digest("offset", judge, response) % 3 - 1))
+
+    def answer(self, batch: Batch, conversation: list[dict], seed: int) -> str:
+        prompt = conversation[-1]["content"]
+        response = RESPONSE.search(prompt)
+        if response is None:  # a duelist answering an instruction
+            return f"{batch.member} q{self.quality(batch.member)} #{digest(prompt, seed, batch.temperature):08x}: " \
+                   f"{prompt[:40]}"
+        if digest("silent", batch.member, response.group(1), seed) % 8 == 0:
+            return batch.prefix + "I cannot rate this."
+        return batch.prefix + f"{self.judge_score(batch.member, response.group(1))}}}"
+
+    def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
+        for b in batches:
+            assert b.member in self.members, f"{b.member} is not served by this group ({self.members})"
+        return [[Generated(text, len(text.split())) for text in
+                 (self.answer(b, conv, b.seed + i) for i, conv in enumerate(b.conversations))] for b in batches]
+
+    def score_all(self, members: list[str], conversations: list[list[list[dict]]], prefix: str,
+                  candidates: list[str], batch_size: int) -> list[list[dict[str, float]]]:
+        out = []
+        for member, convs in zip(members, conversations):
+            assert member in self.members
+            rows = []
+            for conv in convs:
+                score = self.judge_score(member, RESPONSE.search(conv[-1]["content"]).group(1))
+                # a peaked distribution around the score; log-probs need not sum to one
+                rows.append({c: -1.5 * abs(int(c.rstrip("}")) - score) - math.log(4) for c in candidates})
+            out.append(rows)
+        return out
+
+
+def scripted_train(cfg, paths, iteration: int, member: int) -> dict:
+    """One member's "DPO": its adapter for t+1 records one more round than the one it started from."""
+    name = cfg.members[member].name
+    rows = train.training_rows(paths.pairs(iteration), cfg.members[member].system_prompt)
+    start = member_adapter(cfg, paths, iteration, member)
+    out = paths.adapter(iteration, name)
+    atomic_write_text(out / "adapter_config.json", json.dumps({"r": 8, "scripted": True}))
+    atomic_write_json(out / "scripted.json", {"rounds": adapter_rounds(start) + (1 if rows else 0),
+                                               "pairs": len(rows), "started_from": start})
+    return {"pairs": len(rows), "steps": 1 if rows else 0}
+
+
+@contextlib.contextmanager
+def scripted_models():
+    """Every model load in this process becomes a ScriptedGroup, every DPO `scripted_train`.
+
+    Yields the list of loads: (slot, base model, {member: adapter path}), one per load.
+    """
+    opened: list[tuple[str, str, dict]] = []
+    original_open, original_train = backends.open_group, train.train_member
+
+    def open_group(backend, model, adapters, *, dtype, engine, cache_dir, seed):
+        slot = Path(cache_dir).name  # paths.cache("<stage>-<task>")
+        if slot in FAIL_ONCE:
+            FAIL_ONCE.discard(slot)
+            raise RuntimeError(f"injected failure in {slot}")
+        opened.append((slot, model, dict(adapters)))
+        return ScriptedGroup(model, adapters)
+
+    backends.open_group, train.train_member = open_group, scripted_train
+    try:
+        yield opened
+    finally:
+        backends.open_group, train.train_member = original_open, original_train

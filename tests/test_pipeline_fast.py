@@ -1,0 +1,182 @@
+"""The whole pipeline in seconds: the real driver, launcher, stages, archive, aggregation and export,
+in this process (the `debug` executor), with the scripted model of tests/scripted_model.py.
+
+One run serves most assertions: 5 members on 2 base models (2 with adapters
+from the config), 2 iterations of 10 duels in generate shards of 4 and judge
+shards of 2 with 2 judge rounds, and one injected task failure.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sparta_hpc import cli, driver
+from sparta_hpc.archive import read_archive
+from sparta_hpc.io_utils import read_json
+from sparta_hpc.paths import STAGES, RunPaths
+
+from . import scripted_model
+from .scripted_model import scripted_models
+
+MEMBERS = ["ada", "bo", "cy", "di", "ed"]
+DUELS = 10
+
+
+def write_config(folder: Path) -> Path:
+    """Two base models (a, b); ada and cy start with adapters of their own."""
+    for name in ("base-a", "base-b", "adapter-ada", "adapter-cy"):
+        (folder / name).mkdir(parents=True)
+    for name in ("base-a", "base-b"):
+        (folder / name / "config.json").write_text("{}")
+    for name in ("ada", "cy"):
+        (folder / f"adapter-{name}" / "adapter_config.json").write_text('{"r": 8}')
+    members = [{"name": n, "model": str(folder / ("base-a" if i % 2 == 0 else "base-b")), "temperature": 0.7}
+               for i, n in enumerate(MEMBERS)]
+    members[0]["adapter"], members[2]["adapter"] = str(folder / "adapter-ada"), str(folder / "adapter-cy")
+    members[1]["system_prompt"] = "You are terse."
+    config = {"tribe": {"iterations": 2, "duels_per_iteration": DUELS, "members": members},
+              "generate": {"duels_per_shard": 4},
+              "judge": {"duels_per_shard": 2, "rounds": 2, "temperature": 0.7, "answer_prefix": '{"score": '},
+              "cluster": {"executor": "debug", "max_retries": 1}}
+    path = folder / "fast.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def drive(config: Path, run_dir: Path, *extra: str) -> int:
+    return driver.main(["--config", str(config), f"run.dir={run_dir}", *extra])
+
+
+def events(paths: RunPaths) -> list[dict]:
+    return [json.loads(line) for line in paths.events.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fast")
+    config = write_config(folder)
+    paths = RunPaths(folder / "run")
+    scripted_model.FAIL_ONCE.add("judge-3")  # judge task 3 fails once: retried, alone
+    with scripted_models() as opened:
+        assert drive(config, paths.root) == 0
+    assert not scripted_model.FAIL_ONCE, "the injected failure never happened"
+    return config, paths, opened
+
+
+def test_stages_run_in_order_and_leave_their_markers(run):
+    _, paths, _ = run
+    log = events(paths)
+    assert log[0]["event"] == "driver_start" and log[-1]["event"] == "driver_done"
+    done = [(e["iteration"], e["stage"]) for e in log if e["event"] == "stage_done"]
+    assert done == [(t, s) for t in range(2) for s in STAGES]
+    for t in range(2):
+        assert all(paths.is_done(t, s) for s in STAGES)
+        assert all(paths.is_done(t, "train", m) for m in MEMBERS)
+    # a stage's tasks all end before the next stage submits anything
+    order = [(e["iteration"], STAGES.index(e["stage"])) for e in log if e["event"] in ("task_submit", "task_done")]
+    assert order == sorted(order)
+
+
+def test_an_injected_failure_is_retried_for_its_own_shard_only(run):
+    _, paths, _ = run
+    log = [e for e in events(paths) if e.get("iteration") == 0 and e.get("stage") == "judge"]
+    failed = [e for e in log if e["event"] == "task_failed"]
+    assert [(e["task"], e["attempt"]) for e in failed] == [(3, 1)]
+    assert "injected failure in judge-3" in failed[0]["error"]
+    submits = [e["task"] for e in log if e["event"] == "task_submit"]
+    plan = read_json(paths.plan(0))
+    assert sorted(submits) == sorted(list(range(len(plan["judge_tasks"]))) + [3])
+
+
+def test_the_archive_holds_what_the_shards_and_plan_hold(run):
+    _, paths, _ = run
+    for t in range(2):
+        plan, a = read_json(paths.plan(t)), read_archive(paths.archive(t))
+        assert json.loads(a["attrs"]["members"]) == MEMBERS
+        assert a["instructions/text"].tolist() == [r["text"] for r in plan["instructions"]]
+        assert np.stack([a["duels/a"], a["duels/b"]], 1).tolist() == plan["duels"]
+        for g, k in plan["generate_tasks"]:
+            for r in read_json(paths.shard(t, "generate", g, k))["responses"]:
+                assert a["responses/text"][r["duel"], r["side"]] == r["text"]
+        n = 0
+        for g, k in plan["judge_tasks"]:
+            for x in read_json(paths.shard(t, "judge", g, k))["judgments"]:
+                at = (x["duel"], MEMBERS.index(x["judge"]), x["side"], x["round"])
+                assert a["judgments/raw"][at] == x["raw"]
+                assert (np.isnan(a["judgments/parsed"][at]) if x["parsed"] is None
+                        else a["judgments/parsed"][at] == x["parsed"])
+                n += 1
+        assert n == DUELS * (len(MEMBERS) - 2) * 2 * 2  # every non-duellist, both sides, two rounds
+        assert np.isnan(a["judgments/parsed"]).sum() > DUELS * 2 * 2  # silent judges are missing, not 5
+
+
+def test_the_pairs_equal_a_replay_of_the_archived_judgments(run, tmp_path):
+    _, paths, _ = run
+    out = tmp_path / "export"
+    assert cli.main(["export", str(paths.root), "--iteration", "1", "--out", str(out), "--duels"]) == 0
+    assert cli.main(["replay", str(out / "duels.jsonl"), "--ratings", str(out / "ratings.json"),
+                     "--out", str(tmp_path / "replay.json")]) == 0
+    replayed = read_json(tmp_path / "replay.json")
+    pairs = [json.loads(line) for line in paths.pairs(1).read_text().splitlines()]
+    assert pairs, "the scripted judges prefer the better answers: there are pairs"
+    assert [(p["duel"], p["chosen"], p["rejected"]) for p in replayed["preferences"]] == \
+        [(p["duel"], p["chosen_member"], p["rejected_member"]) for p in pairs]
+    assert [(p["score_chosen"], p["score_rejected"]) for p in replayed["preferences"]] == \
+        [(p["score_chosen"], p["score_rejected"]) for p in pairs]
+    assert replayed["ratings"] == read_json(paths.ratings(2))
+    assert (out / "dataset").is_dir() and (out / "pairs.jsonl").read_text() == paths.pairs(1).read_text()
+
+
+def test_each_task_loads_its_group_once_with_the_adapters_of_its_iteration(run):
+    _, paths, opened = run
+    by_slot: dict = {}
+    for slot, model, adapters in opened:
+        by_slot.setdefault(slot, []).append(adapters)
+    assert len(opened) == sum(len(read_json(paths.plan(t))[f"{s}_tasks"]) for t in range(2)
+                              for s in ("generate", "judge"))
+    later = [adapters for _, _, adapters in opened[len(opened) // 2:]]  # iteration 1's loads
+    for adapters in later:
+        assert all(path == str(paths.adapter(0, name)) for name, path in adapters.items())
+    first = [adapters for _, _, adapters in opened[:len(opened) // 2]]
+    assert any(adapters.get("bo", "x") is None for adapters in first)  # a bare member at iteration 0
+    assert all(read_json(paths.adapter(1, m) / "scripted.json")["started_from"] == str(paths.adapter(0, m))
+               for m in MEMBERS)
+
+
+def test_a_rerun_submits_nothing(run):
+    config, paths, _ = run
+    before = len(events(paths))
+    with scripted_models() as opened:
+        assert drive(config, paths.root) == 0
+    new = events(paths)[before:]
+    assert not [e for e in new if e["event"] == "task_submit"] and not opened
+    assert new[-1]["event"] == "driver_done"
+
+
+def test_stop_after_judge_then_the_same_command_goes_on(run, tmp_path):
+    config, _, _ = run
+    paths = RunPaths(tmp_path / "run")
+    with scripted_models():
+        assert drive(config, paths.root, "tribe.iterations=1", "--stop-after", "judge") == 0
+        assert paths.is_done(0, "judge") and not paths.is_done(0, "gather")
+        assert events(paths)[-1] == {**events(paths)[-1], "event": "driver_stopped", "stage": "judge"}
+        first = len(events(paths))
+        assert drive(config, paths.root, "tribe.iterations=1") == 0
+    resumed = {e["stage"] for e in events(paths)[first:] if e["event"] == "task_submit"}
+    assert resumed == {"gather", "aggregate", "train"}
+
+
+def test_a_resume_accepts_new_cluster_resources_but_nothing_else(run, tmp_path):
+    config, _, _ = run
+    paths = RunPaths(tmp_path / "run")
+    with scripted_models():
+        assert drive(config, paths.root, "tribe.iterations=1", "--stop-after", "plan") == 0
+        assert drive(config, paths.root, "tribe.iterations=1", "--stop-after", "plan",
+                     "cluster.train.time_min=600", "cluster.max_retries=3") == 0
+        changed = [e for e in events(paths) if e["event"] == "resources_changed"]
+        assert len(changed) == 1 and "time_min: 600" in changed[0]["diff"]
+        assert "time_min: 600" in paths.config.read_text()  # the jobs get the new resources
+        assert drive(config, paths.root, "tribe.iterations=1", "train.beta=0.2") == 2
