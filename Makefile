@@ -75,6 +75,7 @@ test-vllm: vllm-venv tiny-tribe
 bench: venv tiny-tribe
 	$(PY) bench/bench_reputation.py
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_eval.py
 
 # vLLM vs HF generation on the same prompts and members (CPU build here).
 bench-vllm: vllm-venv tiny-tribe

@@ -3,6 +3,10 @@
     sparta-hpc replay DUELS.jsonl --ratings RATINGS.json --out OUT.json [--set reputation.NAME=VALUE ...]
     sparta-hpc simulate [--members 10 --iterations 8 --duels 1000 --seed 42] [--set reputation.NAME=VALUE ...]
     sparta-hpc export RUN_DIR --iteration N [--out DIR] [--duels]
+    sparta-hpc eval RUN_DIR [--iteration N | --initial] [eval.NAME=VALUE ...]
+    sparta-hpc eval --model PATH [--adapter PATH] --tasks gsm8k,medqa --data-dir DIR --out DIR [eval.NAME=VALUE ...]
+    sparta-hpc eval-table RUN_DIR [--format md|csv]
+    sparta-hpc score TASK PREDICTIONS.jsonl
 """
 
 from __future__ import annotations
@@ -71,6 +75,73 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_config(args: argparse.Namespace):
+    """The config of an evaluation: the run's (with eval.*/cluster.* overrides), or one model outside a run."""
+    from dataclasses import replace
+
+    from .config import Config, EvalConfig, MemberConfig, RunConfig, TribeConfig, load_config, resolve_paths
+
+    if args.run_dir is not None:
+        from .paths import RunPaths
+
+        paths = RunPaths(args.run_dir)
+        if not paths.config.exists():
+            raise ConfigError(f"{args.run_dir}: not a run directory (no config.yaml); to evaluate a model outside "
+                              "a run, use --model PATH --tasks ... --out DIR")
+        return load_config(paths.config, args.overrides + [f"run.dir={paths.root}"])
+    if not (args.model and args.tasks and args.out):
+        raise ConfigError("give a run directory, or --model PATH --tasks TASK,... --out DIR")
+    member = MemberConfig(name=args.name or Path(args.model).name, model=args.model, adapter=args.adapter,
+                          system_prompt=args.system_prompt)
+    cfg = Config(run=RunConfig(dir=str(args.out)), tribe=TribeConfig(members=[member], iterations=1),
+                 eval=EvalConfig(tasks=args.tasks.split(","), data_dir=args.data_dir))
+    cfg = apply_overrides(cfg, args.overrides)
+    return resolve_paths(replace(cfg, eval=replace(cfg.eval, initial=True)))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import driver
+    from .config import validate
+    from .eval.plan import check_eval, eval_points
+    from .paths import INITIAL, RunPaths
+
+    try:
+        cfg = eval_config(args)
+        validate(cfg, tribe=args.run_dir is not None)
+        check_eval(cfg)
+        if not cfg.eval.tasks:
+            raise ConfigError("eval.tasks: no evaluation tasks configured; add e.g. eval.tasks=[gsm8k,medqa] "
+                              "eval.data_dir=DIR")
+        paths = RunPaths(cfg.run.dir)
+        if args.run_dir is None or args.initial:
+            points = [INITIAL]
+        elif args.iteration is not None:
+            points = [args.iteration]
+        else:  # the run's schedule, as far as it has trained
+            points = [p for p in eval_points(cfg) if p == INITIAL or paths.is_done(p, "train")]
+        for p in points:
+            if p != INITIAL and not paths.is_done(p, "train"):
+                raise ConfigError(f"{paths.root}: iteration {p} has not finished training; evaluate an "
+                                  "earlier iteration or --initial")
+    except ConfigError as err:
+        log.error("eval: %s", err)
+        return 2
+    return driver.evaluate(cfg, points, ["sparta-hpc", "eval", *args.argv])
+
+
+def cmd_eval_table(args: argparse.Namespace) -> int:
+    from .eval.table import render
+    from .paths import RunPaths
+
+    paths = RunPaths(args.run_dir)
+    if not paths.evaluated_points():
+        log.error("eval-table: %s has no evaluation results yet (run `sparta-hpc eval %s`)", args.run_dir,
+                  args.run_dir)
+        return 2
+    print(render(paths, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,12 +169,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/export/iter_NNNN")
     p.add_argument("--duels", action="store_true", help="also write duels.jsonl + ratings.json for replay")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="evaluate a run's members (or a model outside a run) on benchmark tasks")
+    p.add_argument("run_dir", nargs="?", type=Path, help="a run directory (its config's eval section)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--iteration", type=int, help="the members after this iteration's training")
+    which.add_argument("--initial", action="store_true", help="the members as they started")
+    p.add_argument("--model", help="outside a run: a model folder")
+    p.add_argument("--adapter", help="outside a run: its LoRA adapter")
+    p.add_argument("--name", help="outside a run: the name its results go under (default: the model folder's)")
+    p.add_argument("--system-prompt", help="outside a run: a system prompt")
+    p.add_argument("--tasks", help="outside a run: comma-separated task names")
+    p.add_argument("--data-dir", help="outside a run: the folder of the tasks' data files")
+    p.add_argument("--out", type=Path, help="outside a run: the output folder")
+    p.add_argument("overrides", nargs="*", metavar="eval.NAME=VALUE", help="e.g. eval.limit=50 cluster.executor=slurm")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("eval-table", help="BEST INIT, the selected SPARTA model and every member at every point")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", choices=("md", "csv"), default="md")
+    p.set_defaults(func=cmd_eval_table)
+
+    # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
+    p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")
+    p.add_argument("task", help="gsm8k, math, medqa, normad, kcross or truthfulqa")
+    p.add_argument("predictions", help='JSONL: {"doc": <row of the data file>, "response": "<text>"} per line')
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["score"]:
+        from .eval.score_cli import main as score_main
+
+        return score_main(argv[1:])
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.argv = argv
+    if args.command == "eval":
+        # overrides may come after options, and without a run directory the first one lands in run_dir
+        if args.run_dir is not None and "=" in str(args.run_dir):
+            args.overrides.insert(0, str(args.run_dir))
+            args.run_dir = None
+        if all("=" in x and not x.startswith("-") for x in extra):
+            args.overrides += extra
+            extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args)
 
 

@@ -131,6 +131,37 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluatorConfig:
+    """The model that rates open-ended answers (COM2, Alpaca) 1..10, run like a judge."""
+
+    model: str | None = None  # folder of a Hugging Face model; needed when a rated task is evaluated
+    adapter: str | None = None  # its LoRA adapter, if any
+    max_new_tokens: int = 16
+    answer_prefix: str = '{"score": '  # prefilled start of its answer (kept in the archived text)
+    # "parsed": the score it wrote (missing when none); "expected": the mean of its
+    # distribution over 1..10 from log-probabilities (always exists; small evaluators)
+    score: Literal["parsed", "expected"] = "parsed"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation of every member on benchmark tasks (lm-eval tasks in sparta_hpc/eval/tasks)."""
+
+    tasks: list[str] = field(default_factory=list)  # e.g. [gsm8k, medqa]; empty: no evaluation
+    data_dir: str | None = None  # the tasks' files under their usual names (docs/evaluation.md)
+    files: dict[str, str] = field(default_factory=dict)  # a task's file, where it is not data_dir's
+    split: Literal["dev", "test", "both"] = "both"  # both: select on dev, report on test
+    limit: int | None = None  # the first N items of each split
+    initial: bool = True  # evaluate the members as they start (BEST INIT)
+    every: int = 1  # after every N-th iteration's training, and after the last; 0: only the last
+    backend: Literal["hf", "vllm"] | None = None  # None: the same as generate.backend
+    items_per_shard: int = 200  # one evaluate task: one base-model group x one task's items
+    batch_size: int = 8
+    max_new_tokens: int | None = None  # caps every task's answer length (quick checks); None: the task's own
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one job of a stage asks Slurm for (ignored by the local executor)."""
 
@@ -169,6 +200,9 @@ class ClusterConfig:
     aggregate: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
     train: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64,
                                                               time_min=240))
+    evaluate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
+    rate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
+    score: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
@@ -196,6 +231,10 @@ class Config:
     @property
     def judge_backend(self) -> str:
         return self.judge.backend or self.generate.backend
+
+    @property
+    def eval_backend(self) -> str:
+        return self.eval.backend or self.generate.backend
 
     def member_names(self) -> list[str]:
         return [m.name for m in self.tribe.members]
@@ -217,7 +256,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     data = {}
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            # libyaml's loader where PyYAML has it: every task of a run reads the run's config
+            data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err}") from err
         except yaml.YAMLError as err:
@@ -237,13 +277,22 @@ def resolve_paths(cfg: Config) -> Config:
     if source != "demo":
         source = resolve_path(source)
     deepspeed = resolve_path(cfg.train.deepspeed) if cfg.train.deepspeed else None
+    ev = cfg.eval
+    evaluator = replace(ev.evaluator, **{k: resolve_path(getattr(ev.evaluator, k)) if getattr(ev.evaluator, k)
+                                         else None for k in ("model", "adapter")})
+    for task, path in ev.files.items():
+        if not isinstance(path, str):
+            raise ConfigError(f"eval.files.{task}: expected the path of a data file, got {path!r} "
+                              "(on the command line: eval.files='{task: /path/file.json}', a space after the colon)")
+    ev = replace(ev, data_dir=resolve_path(ev.data_dir) if ev.data_dir else None, evaluator=evaluator,
+                 files={task: resolve_path(path) for task, path in ev.files.items()})
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
                    tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
-                   instructions=replace(cfg.instructions, source=source))
+                   instructions=replace(cfg.instructions, source=source), eval=ev)
 
 
 def config_to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, width=100)
+    return yaml.dump(to_dict(cfg), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=100)
 
 
 def zero_stage(deepspeed_json: str) -> int | None:
@@ -268,7 +317,10 @@ def validate_vllm(cfg: Config) -> None:
         raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
     if cfg.cluster.executor == "slurm":
         return  # the jobs' Python lives on the cluster's nodes
-    for stage, backend in (("generate", cfg.generate.backend), ("judge", cfg.judge_backend)):
+    uses = [("generate", cfg.generate.backend), ("judge", cfg.judge_backend)]
+    if cfg.eval.tasks:
+        uses += [("evaluate", cfg.eval_backend), ("rate", cfg.eval_backend)]
+    for stage, backend in uses:
         if backend == "vllm" and not getattr(cfg.cluster, stage).python and importlib.util.find_spec("vllm") is None:
             # local tasks run in this Python: a missing vLLM would only show in the first task
             raise ConfigError(f"{stage} uses the 'vllm' backend but vllm is not installed in this Python; "
@@ -286,10 +338,13 @@ def validate_pythons(cfg: Config) -> None:
             raise ConfigError(f"cluster.{stage}.python: no executable {shlex.split(python)[-1]!r}")
 
 
-def validate(cfg: Config) -> None:
-    """Every check that needs no model load; raises ConfigError naming the field."""
+def validate(cfg: Config, tribe: bool = True) -> None:
+    """Every check that needs no model load; raises ConfigError naming the field.
+    `tribe=False`: members to evaluate, not a tribe (any number, at least one)."""
     members = cfg.members
-    if len(members) < 3:
+    if not members:
+        raise ConfigError("tribe.members: no members")
+    if tribe and len(members) < 3:
         raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got {len(members)}")
     seen = set()
     for i, m in enumerate(members):

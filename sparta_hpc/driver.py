@@ -19,11 +19,14 @@ from dataclasses import replace
 
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .events import EventLog, clock
+from .eval import plan as eval_plan
+from .eval import table as eval_table
 from .instructions import load_instructions
-from .io_utils import atomic_write_text, read_json
+from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .launch import StageFailed, run_stage
 from .logs import setup_logging
-from .paths import ARRAY_STAGES, JOB_STAGES, STAGES, RunPaths
+from .overview import dry_run, first_plan, sbatch_scripts, summary_table
+from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, STAGES, RunPaths
 from .stages import plan as plan_stage
 
 log = logging.getLogger("sparta_hpc")
@@ -57,10 +60,12 @@ def lock_run(paths: RunPaths):
 def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] | None:
     """Refuse to continue a run with a config other than the one it was started with.
 
-    Changes under `cluster` alone (resources, time limits, executor, retries) are
-    accepted: they say how the jobs run, not what they compute, and the usual fix
-    after a time-limit kill is a larger `cluster.<stage>.time_min`. Returns (event,
-    diff) for an accepted change (None: the same config, or a new run).
+    Changes under `cluster`, `eval` and `run` alone (resources, time limits,
+    executor, retries; what is evaluated; where the run directory now is) are
+    accepted: they say how the jobs run and what is measured, not what the tribe
+    computes, and the usual fix after a time-limit kill is a larger
+    `cluster.<stage>.time_min`. Returns (event, diff) for an
+    accepted change (None: the same config, or a new run).
     """
     if not paths.config.exists():
         return None
@@ -70,18 +75,19 @@ def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] |
     try:  # both sides through today's code, so that a field added since reads as its default
         started = load_config(paths.config)
         old = config_to_yaml(started)
-        work_unchanged = config_to_yaml(replace(cfg, cluster=started.cluster)) == old
+        unchanged = replace(cfg, run=started.run, cluster=started.cluster, eval=started.eval)
+        work_unchanged = config_to_yaml(unchanged) == old
     except ConfigError:
         old, work_unchanged = paths.config.read_text(), False
     if old == new:
         return None
     diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "started with", "now"))
     if work_unchanged:
-        log.info("continuing %s with changed cluster resources:\n%s", paths.root, diff)
+        log.info("continuing %s with changed cluster resources or evaluation settings:\n%s", paths.root, diff)
         return "resources_changed", diff
     if not force:
         raise ConfigError(f"{paths.config}: this run was started with another config:\n{diff}\n"
-                          "Use the same config to resume (changes under cluster.* are accepted), another "
+                          "Use the same config to resume (changes under cluster.* and eval.* are accepted), another "
                           "run.dir for a new run, or --force-config to continue with the new one.")
     log.warning("continuing %s with a changed config (--force-config):\n%s", paths.root, diff)
     return "config_forced", diff
@@ -93,6 +99,14 @@ def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> lis
         return [None]
     if stage == "train":
         return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, "train", m.name)]
+    if stage in EVAL_STAGES:  # `iteration` is the evaluation point
+        plan = read_json(paths.eval_plan(iteration))
+        shards = plan[f"{stage}_shards"]
+        if stage == "evaluate":
+            return [n for n, (g, k) in enumerate(plan["evaluate_tasks"])
+                    if not paths.eval_shard(iteration, stage, shards[k]["name"], g).exists()]
+        return [n for n, k in enumerate(plan["rate_tasks"])
+                if not paths.eval_shard(iteration, stage, shards[k]["name"]).exists()]
     plan = read_json(paths.plan(iteration))
     return [i for i, (g, k) in enumerate(plan[f"{stage}_tasks"])
             if not paths.shard(iteration, stage, g, k).exists()]
@@ -111,6 +125,26 @@ def run_iteration(cfg: Config, paths: RunPaths, events: EventLog, iteration: int
     return True
 
 
+def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, refresh: bool = False) -> None:
+    """Evaluate every member at `point` (INITIAL, or after iteration `point`'s training): the
+    point's plan (in the driver), the members' answers, the evaluator's ratings, the scores.
+
+    A finished point is left alone unless `refresh` (`sparta-hpc eval`): then a plan
+    that differs from the config's (tasks added, other settings) replaces it, and only
+    the shards it does not have yet are computed.
+    """
+    if paths.is_done(point, EVAL_STAGES[-1]) and not refresh:
+        return
+    plan = eval_plan.make_plan(cfg, paths, point)
+    if not paths.eval_plan(point).exists() or read_json(paths.eval_plan(point)) != plan:
+        for stage in EVAL_STAGES:
+            paths.marker(point, stage).unlink(missing_ok=True)
+        atomic_write_json(paths.eval_plan(point), plan)
+    for stage in EVAL_STAGES:
+        if not paths.is_done(point, stage):
+            run_one_stage(cfg, paths, events, stage, point)
+
+
 def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int) -> None:
     if stage == "plan":
         plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
@@ -121,86 +155,6 @@ def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, it
         # gather and aggregate write their own markers; an array stage is
         # done once every one of its tasks is
         atomic_write_text(paths.marker(iteration, stage), "\n")
-
-
-def first_plan(cfg: Config) -> dict:
-    """Iteration 0's plan, computed in memory (nothing is written)."""
-    return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
-
-
-def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
-    """The plan a person checks before spending cluster time."""
-    groups = plan["groups"]
-    lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
-             f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
-             f"{cfg.tribe.duels_per_iteration} duels, seed {cfg.tribe.seed}, executor {cfg.cluster.executor}",
-             "base-model groups (one model load per task serves the whole group):"]
-    for g, members in enumerate(groups):
-        lines.append(f"  group {g}: {cfg.members[members[0]].model}  <- "
-                     + ", ".join(cfg.members[i].name for i in members))
-    n_gen = -(-cfg.tribe.duels_per_iteration // cfg.generate.duels_per_shard)
-    n_judge = -(-cfg.tribe.duels_per_iteration // cfg.judge.duels_per_shard)
-
-    lines += ["per iteration:",
-              "  plan       in the driver",
-              f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
-              f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
-              f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
-              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score} "
-              f"[{cfg.judge_backend}]",
-              "  gather     1 CPU job -> one HDF5 archive",
-              "  aggregate  1 CPU job -> ratings, preference pairs",
-              f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
-              f"lr {cfg.train.learning_rate}, beta {cfg.train.beta}"
-              + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
-              ] + resource_lines(cfg)
-    return "\n".join(lines)
-
-
-def resource_lines(cfg: Config) -> list[str]:
-    c = cfg.cluster
-    if c.executor == "local":
-        return [f"resources: local executor, {c.local_parallel} task(s) at a time, {c.local_threads} threads each"]
-    if c.executor == "debug":
-        return ["resources: debug executor, every task inside the driver's process"]
-    lines = ["resources (Slurm, per job):"]
-    for stage in JOB_STAGES:
-        r = getattr(c, stage)
-        where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint")
-                         if getattr(r, k))
-        lines.append(f"  {stage:10s} {r.nodes} node(s) x {r.tasks_per_node} task(s), {r.gpus_per_node} GPU(s)/node, "
-                     f"{r.cpus_per_task} CPUs/task, {r.mem_gb} GB, {r.time_min} min, "
-                     f"array parallelism {r.array_parallelism} {where}".rstrip())
-    lines.append("  (python -m sparta_hpc.driver ... --dry-run --show-sbatch prints the sbatch scripts)")
-    return lines
-
-
-def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
-    from .launch import sbatch_script
-
-    counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
-              "aggregate": 1, "train": len(cfg.members)}
-    return "\n".join(f"# ---- {stage}: {n} task(s) (iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
-                     for stage, n in counts.items())
-
-
-def summary_table(cfg: Config, paths: RunPaths) -> str:
-    names = cfg.member_names()
-    width = max(8, *(len(n) for n in names))
-    head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'valid judgments':>15}  {'pairs':>5}  " + \
-        "  ".join(f"{n:>{width}}" for n in names)
-    rows = [head]
-    for t in range(cfg.tribe.iterations):
-        if not paths.summary(t).exists():
-            break
-        s = read_json(paths.summary(t))
-        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}"
-        rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {valid:>15}  {s['pairs']:>5}  "
-                    + "  ".join(f"{s['ratings'][n]:>{width}.3f}" for n in names))
-        silent = [f"{n} {r['unparsed']}/{r['judgments']}" for n, r in s["judges"].items() if r["unparsed"]]
-        if silent:
-            rows.append(f"{'':>4}  judgments without a parsable score: " + ", ".join(silent))
-    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         validate(cfg)
-        load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
+        instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
+        eval_plan.check_eval(cfg, [i.text for i in instructions])
         paths = RunPaths(cfg.run.dir)
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
@@ -237,12 +192,43 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 2
     with lock:  # released when the driver returns (the kernel drops it if the process dies)
-        return drive(cfg, paths, args.stop_after, changed, sys.argv[1:] if argv is None else argv)
+        return drive(cfg, paths, sys.argv[1:] if argv is None else argv, changed, args.stop_after)
 
 
-def drive(cfg: Config, paths: RunPaths, stop_after: str | None, changed: tuple[str, str] | None,
-          argv: list[str]) -> int:
-    """Walk the iterations of a locked run directory; the driver's exit status."""
+def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:
+    """`sparta-hpc eval`: only evaluation points of a run (or of models outside one), under the
+    run's lock, resumable like the rest; `cfg` must differ from the run's only in eval.* and cluster.*."""
+    paths = RunPaths(cfg.run.dir)
+    try:
+        changed = check_resume(cfg, paths, force=False)
+        lock = lock_run(paths)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 2
+    with lock:
+        return drive(cfg, paths, argv, changed, points=points)
+
+
+def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | None) -> bool:
+    """Every iteration, each followed by its evaluation point; False: stopped at `stop_after`."""
+    points = eval_plan.eval_points(cfg)
+    if INITIAL in points:
+        run_eval_point(cfg, paths, events, INITIAL)
+    for t in range(cfg.tribe.iterations):
+        if not run_iteration(cfg, paths, events, t, stop_after):
+            events.write("driver_stopped", iteration=t, stage=stop_after)
+            log.info("stopped after %s of iteration %d (--stop-after); run again without it to go on",
+                     stop_after, t)
+            return False
+        if t in points:
+            run_eval_point(cfg, paths, events, t)
+    return True
+
+
+def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str] | None = None,
+          stop_after: str | None = None, points: list[int] | None = None) -> int:
+    """Walk a locked run directory: its iterations and evaluation points, or with `points`
+    only those evaluation points (`sparta-hpc eval`); the driver's exit status."""
     atomic_write_text(paths.config, config_to_yaml(cfg))
     events = EventLog(paths.events)
     events.write("driver_start", argv=argv)
@@ -250,19 +236,20 @@ def drive(cfg: Config, paths: RunPaths, stop_after: str | None, changed: tuple[s
         events.write(changed[0], diff=changed[1])
     start = time.time()
     try:
-        for t in range(cfg.tribe.iterations):
-            if not run_iteration(cfg, paths, events, t, stop_after):
-                events.write("driver_stopped", iteration=t, stage=stop_after)
-                log.info("stopped after %s of iteration %d (--stop-after); run again without it to go on",
-                         stop_after, t)
-                return 0
+        if points is None and not run_all(cfg, paths, events, stop_after):
+            return 0
+        for point in points or []:
+            run_eval_point(cfg, paths, events, point, refresh=True)
     except StageFailed as err:
         events.write("driver_failed", error=str(err))
         log.error("%s", err)
         return 1
     events.write("driver_done", seconds=round(time.time() - start, 2))
-    log.info("run finished in %s; archive: %s", clock(time.time() - start), paths.root)
-    print(summary_table(cfg, paths))
+    log.info("finished in %s: %s", clock(time.time() - start), paths.root)
+    if points is None:
+        print(summary_table(cfg, paths))
+    if paths.evaluated_points():
+        print(eval_table.render(paths))
     return 0
 
 

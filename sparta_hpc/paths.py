@@ -18,6 +18,16 @@
         train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA)
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
+      eval/prompts/<task>.<split>.json   each evaluation task's prompts (built once by lm-eval)
+      eval/initial/, eval/iter_0000/     an evaluation point: the members as they start (initial),
+                                         or after iteration t's training
+        plan.json                    tasks, splits and the shards of the evaluate and rate arrays
+        evaluate/gGG_sKKKK.<digest>.json   answers of base-model group GG to a shard of items
+        rate/sKKKK.<digest>.json           the evaluator's ratings of open-ended answers (COM2, Alpaca)
+        <member>/<task>.json         score, N, stderr per split, settings
+        <member>/<task>.<split>.samples.jsonl   prompt, response, extracted answer, correct / rating
+        summary.json                 every member's scores of this point
+        done/<stage>                 completion markers
 
 A shard or stage is done exactly when its file (shard output, marker) exists;
 every such file is written to a temp name and renamed.
@@ -28,8 +38,12 @@ from __future__ import annotations
 from pathlib import Path
 
 STAGES = ("plan", "generate", "judge", "gather", "aggregate", "train")
-JOB_STAGES = STAGES[1:]  # plan runs in the driver
-ARRAY_STAGES = ("generate", "judge", "train")  # many tasks (job arrays); gather and aggregate are one job
+# An evaluation point's stages (its plan is written by the driver): answers, the evaluator's
+# ratings of open-ended answers, and the scores (lm-eval's metrics, one CPU job)
+EVAL_STAGES = ("evaluate", "rate", "score")
+JOB_STAGES = STAGES[1:] + EVAL_STAGES  # plan runs in the driver
+ARRAY_STAGES = ("generate", "judge", "train", "evaluate", "rate")  # many tasks (job arrays); the others are one job
+INITIAL = -1  # the evaluation point of the members as they start, before iteration 0
 
 
 class RunPaths:
@@ -100,8 +114,41 @@ class RunPaths:
         return self.iteration(iteration) / "adapters" / member
 
     def marker(self, iteration: int, stage: str, member: str | None = None) -> Path:
+        """A stage's completion marker; evaluation stages: `iteration` is the evaluation point."""
         name = stage if member is None else f"{stage}.{member}"
-        return self.iteration(iteration) / "done" / name
+        folder = self.eval_point(iteration) if stage in EVAL_STAGES else self.iteration(iteration)
+        return folder / "done" / name
 
     def is_done(self, iteration: int, stage: str, member: str | None = None) -> bool:
         return self.marker(iteration, stage, member).exists()
+
+    # evaluation: point t is the members after iteration t's training, INITIAL before iteration 0
+
+    def eval_prompts(self, task: str, split: str) -> Path:
+        return self.root / "eval" / "prompts" / f"{task}.{split}.json"
+
+    def eval_point(self, point: int) -> Path:
+        return self.root / "eval" / ("initial" if point == INITIAL else f"iter_{point:04d}")
+
+    def eval_plan(self, point: int) -> Path:
+        return self.eval_point(point) / "plan.json"
+
+    def eval_shard(self, point: int, stage: str, shard: str, group: int | None = None) -> Path:
+        """`shard`: its number and a digest of what it holds ("s0003.1a2b3c4d"), so that a shard made
+        with other settings (items, budget, backend, evaluator) is never taken for this one."""
+        name = f"{shard}.json"
+        return self.eval_point(point) / stage / (name if group is None else f"g{group:02d}_{name}")
+
+    def eval_result(self, point: int, member: str, task: str) -> Path:
+        return self.eval_point(point) / member / f"{task}.json"
+
+    def eval_samples(self, point: int, member: str, task: str, split: str) -> Path:
+        return self.eval_point(point) / member / f"{task}.{split}.samples.jsonl"
+
+    def eval_summary(self, point: int) -> Path:
+        return self.eval_point(point) / "summary.json"
+
+    def evaluated_points(self) -> list[int]:
+        """The evaluation points whose scores exist, INITIAL first, then by iteration."""
+        found = [INITIAL] if self.eval_summary(INITIAL).exists() else []
+        return found + sorted(int(p.parent.name[len("iter_"):]) for p in self.root.glob("eval/iter_*/summary.json"))

@@ -20,7 +20,7 @@ import submitit
 
 from .io_utils import free_port
 from .logs import setup_logging
-from .paths import STAGES, RunPaths
+from .paths import EVAL_STAGES, STAGES, RunPaths
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -71,7 +71,7 @@ def cpu_only_setup(paths: RunPaths) -> None:
 def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
              driver_pid: int | None = None) -> dict:
     """Run one task; returns its wall time and peak memory for the driver's event log."""
-    if stage not in STAGES:
+    if stage not in STAGES + EVAL_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     if driver_pid is not None:
         _exit_with_driver(driver_pid)

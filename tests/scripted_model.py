@@ -33,6 +33,7 @@ from sparta_hpc.stages.common import member_adapter
 
 RESPONSE = re.compile(r"\[Response\]\n(.*)\Z", re.S)
 QUALITY = re.compile(r"\bq(\d+)\b")
+MC_OPTION = re.compile(r"^([A-Z]): ", re.M)
 
 # Slots ("generate-1", "judge-0", ...) whose next model load fails once: an injected task failure.
 FAIL_ONCE: set[str] = set()
@@ -71,9 +72,11 @@ class ScriptedGroup:
     def answer(self, batch: Batch, conversation: list[dict], seed: int) -> str:
         prompt = conversation[-1]["content"]
         response = RESPONSE.search(prompt)
-        if response is None:  # a duelist answering an instruction
-            return f"{batch.member} q{self.quality(batch.member)} #{digest(prompt, seed, batch.temperature):08x}: " \
-                   f"{prompt[:40]}"
+        if response is None:  # a duelist answering an instruction, or a member a benchmark item
+            pick = digest(prompt, batch.member, seed, batch.temperature)
+            letters = MC_OPTION.findall(prompt)
+            final = f"The answer is {letters[pick % len(letters)]}." if letters else f"The answer is {pick % 50}."
+            return f"{batch.member} q{self.quality(batch.member)} #{pick:08x}: {prompt[:40]} {final}"
         if digest("silent", batch.member, response.group(1), seed) % 8 == 0:
             return batch.prefix + "I cannot rate this."
         return batch.prefix + f"{self.judge_score(batch.member, response.group(1))}}}"

@@ -194,3 +194,31 @@ def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model, driver
     assert proc.returncode == 2 and "in use by another driver (pid" in proc.stderr
     assert not (tmp_path / "run" / "events.jsonl").exists()
     held.close()
+
+
+SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["eval.tasks=[gsm9k]"], "eval.tasks: unknown task 'gsm9k'"),
+    (["eval.tasks=[gsm8k]"], "eval.tasks: no file for task 'gsm8k': set eval.data_dir"),
+    (["eval.tasks=[gsm8k]", "eval.data_dir=/nonexistent"], "/nonexistent/gsm8k.json: the data file does not exist"),
+    (["eval.tasks=[com2]", f"eval.data_dir={SAMPLES}"], "eval.evaluator.model: tasks ['com2'] are rated"),
+    (["eval.tasks=[medqa]", f"eval.files={{medqa: {SAMPLES}/gsm8k.json}}"], "dev row 0 has no field 'choices'"),
+    (["eval.tasks=[gsm8k]", f"eval.data_dir={SAMPLES}", "eval.items_per_shard=0"], "eval.items_per_shard: must be"),
+])
+def test_bad_evaluation_settings_are_refused_before_any_job(tmp_path, fake_model, driver, overrides, message):
+    proc = driver("--config", write_config(tmp_path, fake_model), *overrides)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_evaluation_item_is_never_a_duel_instruction(tmp_path, fake_model, driver):
+    question = json.loads((SAMPLES / "gsm8k.json").read_text())["test"][3]["question"]
+    rows = [{"instruction": "Write a haiku about rain."}, {"instruction": "  " + question.upper() + "  "}]
+    (tmp_path / "i.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = driver("--config", write_config(tmp_path, fake_model), f"instructions.source={tmp_path / 'i.jsonl'}",
+                  "eval.tasks=[gsm8k]", f"eval.data_dir={SAMPLES}")
+    assert proc.returncode == 2, proc.stderr
+    assert "1 instruction(s) of" in proc.stderr and "items of evaluation task 'gsm8k'" in proc.stderr
+    assert question.upper()[:40] in proc.stderr

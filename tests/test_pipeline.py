@@ -274,3 +274,65 @@ def test_killed_driver_resumes_and_equals_an_uninterrupted_run(reference_run, tm
         y = load_file(ref.adapter(0, name) / "adapter_model.safetensors")
         for k in x:
             np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
+
+
+SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
+EVAL_TASKS = ["gsm8k", "medqa", "normad_country", "kcross", "truthfulqa", "math_easy", "math_medium", "com2", "alpaca"]
+# Two items of each sample file, short answers; the tiny model rates the open-ended ones by its
+# expected score (it rarely writes a parsable one).
+EVAL = [f"eval.data_dir={SAMPLES}", f"eval.files={{alpaca: {ROOT / 'tests/assets/eval/alpaca.jsonl'}}}",
+        "eval.split=test", "eval.limit=2", "eval.max_new_tokens=24", "eval.evaluator.max_new_tokens=4",
+        f"eval.evaluator.model={ROOT / '.cache/models/smollm2-135m-instruct'}", "eval.evaluator.score=expected"]
+INITIAL_TASKS = ["gsm8k", "com2"]  # BEST INIT for two tasks keeps the test short
+
+
+def sparta_hpc(*args) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_the_trained_tribe_is_evaluated_with_real_answers_and_lm_eval(reference_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run[0], run_dir, ignore=shutil.ignore_patterns("logs"))
+    paths = RunPaths(run_dir)
+    every_task = f"eval.tasks=[{','.join(EVAL_TASKS)}]"
+    sparta_hpc("eval", run_dir, "--initial", f"eval.tasks=[{','.join(INITIAL_TASKS)}]", *EVAL)
+    sparta_hpc("eval", run_dir, "--iteration", "1", every_task, *EVAL)
+    assert paths.evaluated_points() == [-1, 1]
+    for point, tasks in ((-1, INITIAL_TASKS), (1, EVAL_TASKS)):
+        for name in MEMBERS:
+            for task in tasks:
+                result = json.loads(paths.eval_result(point, name, task).read_text())["test"]
+                samples = paths.eval_samples(point, name, task, "test").read_text().splitlines()
+                assert result["items"] == len(samples) == 2
+                low, high = (1, 10) if task in ("com2", "alpaca") else (0, 1)
+                assert low <= result["score"] <= high and result["n"] == 2, (task, result)
+                assert all(json.loads(s)["response"] for s in samples)
+        shard = json.loads(next((paths.eval_point(point) / "evaluate").glob("*.json")).read_text())
+        assert shard["model_loads"] == 1  # one load answered every task
+        # the members as they started (no adapters), then with the adapters iteration 1 trained
+        assert shard["adapters"] == {m: None if point == -1 else str(paths.adapter(1, m)) for m in MEMBERS}
+
+    # a rerun recomputes nothing; the table compares BEST INIT with the selected model
+    submitted = sum(e["event"] == "task_submit" for e in map(json.loads, paths.events.read_text().splitlines()))
+    sparta_hpc("eval", run_dir, "--iteration", "1", every_task, *EVAL)
+    events = [json.loads(x) for x in paths.events.read_text().splitlines()]
+    assert sum(e["event"] == "task_submit" for e in events) == submitted
+    table = sparta_hpc("eval-table", run_dir).stdout
+    assert all(f"| {task} | test / test |" in table for task in EVAL_TASKS) and "average relative improvement" in table
+    assert "(concise, N=2)" in table or "(stepwise, N=2)" in table or "(friendly, N=2)" in table \
+        or "(plain, N=2)" in table  # a BEST INIT member
+    print(table)
+
+    # any model outside a run, the same way: here a trained member's adapter on one task
+    out = tmp_path / "outside"
+    sparta_hpc("eval", "--model", ROOT / ".cache/models/smollm2-135m-instruct", "--adapter",
+               paths.adapter(1, "plain"), "--name", "plain-iter1", "--tasks", "gsm8k", "--data-dir", SAMPLES,
+               "--out", out, "eval.split=test", "eval.limit=2", "eval.max_new_tokens=24")
+    alone = json.loads(RunPaths(out).eval_result(-1, "plain-iter1", "gsm8k").read_text())["test"]
+    in_run = json.loads(paths.eval_result(1, "plain", "gsm8k").read_text())["test"]
+    assert alone["n"] == 2 and alone["score"] == in_run["score"]  # plain has no system prompt: the same model

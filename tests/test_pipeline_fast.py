@@ -3,7 +3,9 @@ in this process (the `debug` executor), with the scripted model of tests/scripte
 
 One run serves most assertions: 5 members on 2 base models (2 with adapters
 from the config), 2 iterations of 10 duels in generate shards of 4 and judge
-shards of 2 with 2 judge rounds, and one injected task failure.
+shards of 2 with 2 judge rounds, one injected task failure, and an evaluation
+of every member on three tasks (dev and test, shards of 2 items) at the start
+and after each iteration, scored by lm-eval.
 """
 
 import json
@@ -16,13 +18,16 @@ import yaml
 from sparta_hpc import cli, driver
 from sparta_hpc.archive import read_archive
 from sparta_hpc.io_utils import read_json
-from sparta_hpc.paths import STAGES, RunPaths
+from sparta_hpc.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 
 from . import scripted_model
+from .conftest import ROOT
 from .scripted_model import scripted_models
 
 MEMBERS = ["ada", "bo", "cy", "di", "ed"]
 DUELS = 10
+SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
+EVAL_TASKS = ["gsm8k", "kcross", "com2"]  # a number, a one-shot multiple choice, one rated by the evaluator
 
 
 def write_config(folder: Path) -> Path:
@@ -40,6 +45,8 @@ def write_config(folder: Path) -> Path:
     config = {"tribe": {"iterations": 2, "duels_per_iteration": DUELS, "members": members},
               "generate": {"duels_per_shard": 4},
               "judge": {"duels_per_shard": 2, "rounds": 2, "temperature": 0.7, "answer_prefix": '{"score": '},
+              "eval": {"tasks": EVAL_TASKS, "data_dir": str(SAMPLES), "limit": 3, "items_per_shard": 2,
+                       "evaluator": {"model": str(folder / "base-a")}},
               "cluster": {"executor": "debug", "max_retries": 1}}
     path = folder / "fast.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -71,12 +78,14 @@ def test_stages_run_in_order_and_leave_their_markers(run):
     log = events(paths)
     assert log[0]["event"] == "driver_start" and log[-1]["event"] == "driver_done"
     done = [(e["iteration"], e["stage"]) for e in log if e["event"] == "stage_done"]
-    assert done == [(t, s) for t in range(2) for s in STAGES]
+    # the initial evaluation, then each iteration followed by its evaluation
+    assert done == [(INITIAL, s) for s in EVAL_STAGES] + [(t, s) for t in range(2) for s in STAGES + EVAL_STAGES]
     for t in range(2):
-        assert all(paths.is_done(t, s) for s in STAGES)
+        assert all(paths.is_done(t, s) for s in STAGES + EVAL_STAGES)
         assert all(paths.is_done(t, "train", m) for m in MEMBERS)
     # a stage's tasks all end before the next stage submits anything
-    order = [(e["iteration"], STAGES.index(e["stage"])) for e in log if e["event"] in ("task_submit", "task_done")]
+    order = [(e["iteration"], (STAGES + EVAL_STAGES).index(e["stage"])) for e in log
+             if e["event"] in ("task_submit", "task_done")]
     assert order == sorted(order)
 
 
@@ -132,9 +141,7 @@ def test_the_pairs_equal_a_replay_of_the_archived_judgments(run, tmp_path):
 
 def test_each_task_loads_its_group_once_with_the_adapters_of_its_iteration(run):
     _, paths, opened = run
-    by_slot: dict = {}
-    for slot, model, adapters in opened:
-        by_slot.setdefault(slot, []).append(adapters)
+    opened = [o for o in opened if o[0].split("-")[0] in ("generate", "judge")]
     assert len(opened) == sum(len(read_json(paths.plan(t))[f"{s}_tasks"]) for t in range(2)
                               for s in ("generate", "judge"))
     later = [adapters for _, _, adapters in opened[len(opened) // 2:]]  # iteration 1's loads
@@ -166,7 +173,7 @@ def test_stop_after_judge_then_the_same_command_goes_on(run, tmp_path):
         first = len(events(paths))
         assert drive(config, paths.root, "tribe.iterations=1") == 0
     resumed = {e["stage"] for e in events(paths)[first:] if e["event"] == "task_submit"}
-    assert resumed == {"gather", "aggregate", "train"}
+    assert resumed == {"gather", "aggregate", "train", "evaluate", "rate", "score"}
 
 
 def test_a_resume_accepts_new_cluster_resources_but_nothing_else(run, tmp_path):
@@ -180,3 +187,81 @@ def test_a_resume_accepts_new_cluster_resources_but_nothing_else(run, tmp_path):
         assert len(changed) == 1 and "time_min: 600" in changed[0]["diff"]
         assert "time_min: 600" in paths.config.read_text()  # the jobs get the new resources
         assert drive(config, paths.root, "tribe.iterations=1", "train.beta=0.2") == 2
+
+
+def test_every_member_is_evaluated_at_every_point_with_its_weights_of_then(run):
+    _, paths, opened = run
+    assert paths.evaluated_points() == [INITIAL, 0, 1]
+    for point in (INITIAL, 0, 1):
+        summary = read_json(paths.eval_summary(point))
+        assert sorted(summary["scores"]) == sorted(MEMBERS)
+        for m in MEMBERS:
+            for task in EVAL_TASKS:
+                result = read_json(paths.eval_result(point, m, task))
+                assert summary["scores"][m][task] == {s: result[s] for s in ("dev", "test")}
+                for split in ("dev", "test"):
+                    f = result[split]
+                    samples = [json.loads(x) for x in paths.eval_samples(point, m, task, split).read_text().splitlines()]
+                    assert f["items"] == len(samples) == 3 and all(s["response"] and s["prompt"] for s in samples)
+                    if task == "com2":  # rated 1..10 by the evaluator; its silences are missing, not a default
+                        assert f["n"] + f["missing"] == 3 and f["metric"] == "rating"
+                        assert all(s["evaluator_text"].startswith('{"score": ') for s in samples)
+                        rated = [s["rating"] for s in samples if s["rating"] is not None]
+                        assert rated and f["score"] == pytest.approx(sum(rated) / len(rated)) and 1 <= f["score"] <= 10
+                    else:
+                        assert f["n"] == 3 and f["score"] == pytest.approx(sum(s["correct"] for s in samples) / 3)
+    # each evaluate task served its group's members with their adapters of that point
+    loads = [adapters for slot, _, adapters in opened if slot.startswith("evaluate")]
+    expected = [{"ada": str(paths.root.parent / "adapter-ada"), "cy": str(paths.root.parent / "adapter-cy"),
+                 "bo": None, "di": None, "ed": None}] + [{m: str(paths.adapter(t, m)) for m in MEMBERS} for t in (0, 1)]
+    per_point = len(loads) // 3
+    for k, want in enumerate(expected):
+        for adapters in loads[k * per_point:(k + 1) * per_point]:
+            assert adapters == {m: want[m] for m in adapters}
+    assert all(adapters == {"evaluator": None} for slot, _, adapters in opened if slot.startswith("rate"))
+
+
+def test_the_run_scores_equal_sparta_hpc_score_on_the_same_answers(run, tmp_path, capsys):
+    _, paths, _ = run
+    docs = read_json(paths.eval_prompts("gsm8k", "test"))["docs"]
+    samples = [json.loads(x) for x in paths.eval_samples(1, "bo", "gsm8k", "test").read_text().splitlines()]
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"doc": d, "response": s["response"]}) + "\n"
+                                   for d, s in zip(docs, samples)))
+    capsys.readouterr()
+    assert cli.main(["score", "gsm8k", str(predictions)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["correct"] == [s["correct"] for s in samples] and printed["n"] == 3
+
+
+def test_eval_table_shows_best_init_the_selected_model_and_every_point(run, capsys):
+    _, paths, _ = run
+    capsys.readouterr()
+    assert cli.main(["eval-table", str(paths.root)]) == 0
+    table = capsys.readouterr().out
+    for task in EVAL_TASKS:
+        assert f"| {task} | dev / test |" in table
+    assert "average relative improvement" in table and "| initial | iter 0 | iter 1 |" in table
+    assert cli.main(["eval-table", str(paths.root), "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("kind,task,split,member,point,score")
+    assert sum(r.startswith("score,") for r in rows) == 3 * len(MEMBERS) * len(EVAL_TASKS) * 2
+
+
+def test_sparta_hpc_eval_adds_a_task_to_a_point_and_recomputes_nothing_else(run, tmp_path):
+    import shutil
+
+    _, original, _ = run
+    paths = RunPaths(tmp_path / "moved")  # a run directory moved elsewhere is still the same run
+    shutil.copytree(original.root, paths.root)
+    before = len(events(paths))
+    with scripted_models():
+        assert cli.main(["eval", str(paths.root), "--iteration", "0", "eval.tasks=[gsm8k,kcross,com2,medqa]"]) == 0
+        assert cli.main(["eval", str(paths.root), "--iteration", "0", "eval.tasks=[gsm8k,kcross,com2,medqa]"]) == 0
+    new = events(paths)[before:]
+    plan = read_json(paths.eval_plan(0))
+    submitted = {plan["items"][i]["task"] for e in new if e["event"] == "task_submit" and e["stage"] == "evaluate"
+                 for i, _, _ in plan["evaluate_shards"][plan["evaluate_tasks"][e["task"]][1]]["segments"]}
+    assert submitted == {"medqa"}, "only the new task is answered"
+    assert sum(e["event"] == "task_submit" and e["stage"] == "score" for e in new) == 1  # the second call: nothing
+    assert read_json(paths.eval_result(0, "ada", "medqa"))["test"]["items"] == 3

@@ -9,7 +9,8 @@ from .conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "assets" / "golden" / "paper-qwen7b.sbatch"
 # 10 members x 1000 duels: 10 shards of 100 duels, one base-model group
-TASKS = {"generate": 10, "judge": 10, "gather": 1, "aggregate": 1, "train": 10}
+TASKS = {"generate": 10, "judge": 10, "gather": 1, "aggregate": 1, "train": 10,
+         "evaluate": 60, "rate": 4, "score": 1}  # evaluation: nominal array sizes (they depend on the data)
 
 
 def render() -> str:

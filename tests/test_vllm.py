@@ -128,3 +128,32 @@ def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_pat
     assert again.returncode == 0, again.stderr[-2000:]
     events = [json.loads(line) for line in paths.events.read_text().splitlines()]
     assert sum(e["event"] == "task_submit" for e in events) == 8  # generate, judge, gather, aggregate, 4 x train
+
+
+def test_an_evaluation_on_vllm_gives_the_hf_answers_and_scores(tiny_model, adapters, tmp_path):
+    """One task evaluated twice in this test, the answers by vLLM (in its venv, as the evaluate
+    stage's Python) and by HF: the same greedy answers and the same lm-eval scores."""
+    pipeline_python = ROOT / ".venv" / "bin" / "python"
+    preload = os.environ.get("LD_PRELOAD") or str(Path(sys.prefix) / "lib" / "libiomp5.so")
+    samples = ROOT.parent / "shared" / "data" / "eval-samples"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_") and k != "LD_PRELOAD"}
+    results = {}
+    for backend, extra in (("hf", []), ("vllm", ["eval.backend=vllm", "vllm.max_model_len=1024",
+                                                   "vllm.cpu_kv_cache_gb=1",
+                                                   f"cluster.evaluate.python=env LD_PRELOAD={preload} {sys.executable}"])):
+        out = tmp_path / backend
+        proc = subprocess.run([str(pipeline_python), "-m", "sparta_hpc.cli", "eval", "--model", str(tiny_model),
+                               "--adapter", str(adapters[0]), "--name", "tuned", "--tasks", "gsm8k", "--data-dir",
+                               str(samples), "--out", str(out), "eval.split=test", "eval.limit=4",
+                               "eval.max_new_tokens=32", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        paths = RunPaths(out)
+        shard = json.loads(next((paths.eval_point(-1) / "evaluate").glob("*.json")).read_text())
+        assert shard["backend"] == backend and shard["model_loads"] == 1
+        samples_ = [json.loads(x) for x in paths.eval_samples(-1, "tuned", "gsm8k", "test").read_text().splitlines()]
+        results[backend] = (json.loads(paths.eval_result(-1, "tuned", "gsm8k").read_text())["test"], samples_)
+    (hf, hf_samples), (vl, vl_samples) = results["hf"], results["vllm"]
+    assert [s["response"] for s in vl_samples] == [s["response"] for s in hf_samples]
+    assert [s["correct"] for s in vl_samples] == [s["correct"] for s in hf_samples]
+    assert (vl["score"], vl["n"], vl["stderr"]) == (hf["score"], hf["n"], hf["stderr"])

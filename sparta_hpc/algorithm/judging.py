@@ -16,6 +16,11 @@ MIN_SCORE = 1
 MAX_SCORE = 10
 SCORES = tuple(range(MIN_SCORE, MAX_SCORE + 1))
 
+# Expected-score judging: the answer is prefilled with SCORE_PREFIX and each
+# candidate ends with the closing brace, so that "1" and "10" are distinct events.
+SCORE_PREFIX = '{"score": '
+CANDIDATES = tuple(f"{s}}}" for s in SCORES)
+
 JUDGE_TEMPLATE = """\
 Please act as an impartial judge and rate the response below to the user's instruction.
 Consider helpfulness, correctness, relevance, depth and clarity. Be strict: a wrong

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..algorithm.judging import SCORES, expected_score, judge_messages, parse_score
+from ..algorithm.judging import CANDIDATES, SCORE_PREFIX, SCORES, expected_score, judge_messages, parse_score
 from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
@@ -23,10 +23,6 @@ from ..paths import RunPaths
 from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
-
-SCORE_PREFIX = '{"score": '
-# Each candidate ends with the closing brace so that "1" and "10" are distinct events.
-CANDIDATES = [f"{s}}}" for s in SCORES]
 
 Slot = tuple[int, int]  # (duel, side)
 
@@ -101,7 +97,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     expected = [[None] * len(w.slots) for w in work]
     if jc.score == "expected":
         scored = model.score_all([w.judge for w in work], [w.conversations for w in work], SCORE_PREFIX,
-                                 CANDIDATES, jc.batch_size)
+                                 list(CANDIDATES), jc.batch_size)
         logprobs = [[[d[c] for c in CANDIDATES] for d in per_judge] for per_judge in scored]
         expected = [[expected_score(dict(zip(SCORES, lp))) for lp in per_judge] for per_judge in logprobs]
     judgments = []

@@ -1,0 +1,111 @@
+"""What the driver prints: the plan of a dry run, its sbatch scripts, the closing summary table."""
+
+from __future__ import annotations
+
+from .config import Config
+from .eval import data as eval_data
+from .eval import plan as eval_plan
+from .io_utils import read_json
+from .paths import INITIAL, JOB_STAGES, RunPaths
+from .stages import plan as plan_stage
+
+
+def first_plan(cfg: Config) -> dict:
+    """Iteration 0's plan, computed in memory (nothing is written)."""
+    return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
+
+
+def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
+    """The plan a person checks before spending cluster time."""
+    groups = plan["groups"]
+    lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
+             f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
+             f"{cfg.tribe.duels_per_iteration} duels, seed {cfg.tribe.seed}, executor {cfg.cluster.executor}",
+             "base-model groups (one model load per task serves the whole group):"]
+    for g, members in enumerate(groups):
+        lines.append(f"  group {g}: {cfg.members[members[0]].model}  <- "
+                     + ", ".join(cfg.members[i].name for i in members))
+    n_gen = -(-cfg.tribe.duels_per_iteration // cfg.generate.duels_per_shard)
+    n_judge = -(-cfg.tribe.duels_per_iteration // cfg.judge.duels_per_shard)
+
+    lines += ["per iteration:",
+              "  plan       in the driver",
+              f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
+              f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
+              f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
+              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score} "
+              f"[{cfg.judge_backend}]",
+              "  gather     1 CPU job -> one HDF5 archive",
+              "  aggregate  1 CPU job -> ratings, preference pairs",
+              f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
+              f"lr {cfg.train.learning_rate}, beta {cfg.train.beta}"
+              + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
+              ] + eval_lines(cfg) + resource_lines(cfg)
+    return "\n".join(lines)
+
+
+def eval_lines(cfg: Config) -> list[str]:
+    points = eval_plan.eval_points(cfg)
+    if not points:
+        return ["evaluation: none (eval.tasks is empty)"]
+    ev, splits = cfg.eval, eval_plan.splits(cfg)
+    names = ", ".join("initial" if p == INITIAL else f"after iteration {p}" for p in points)
+    lines = [f"evaluation at {len(points)} point(s): {names}", "  tasks (items per split):"]
+    rated = []
+    for task in ev.tasks:
+        spec, path = eval_data.get_spec(task), eval_plan.task_file(cfg, task)
+        sizes = [f"{s} {len(eval_data.read_split(spec, path, s, ev.limit).rows)}" for s in splits]
+        lines.append(f"    {task:15s} {', '.join(sizes)}  <- {path}")
+        rated += [task] if spec.kind == "rated" else []
+    lines += [f"  evaluate   job array: base-model groups x task splits x shards of {ev.items_per_shard} items, "
+              f"greedy [{cfg.eval_backend}]",
+              f"  rate       job array: the evaluator {ev.evaluator.model} on {', '.join(rated)}" if rated
+              else "  rate       nothing (no open-ended task)",
+              "  score      1 CPU job -> lm-eval metrics, RUN/eval/<point>/<member>/<task>.json"]
+    return lines
+
+
+def resource_lines(cfg: Config) -> list[str]:
+    c = cfg.cluster
+    if c.executor == "local":
+        return [f"resources: local executor, {c.local_parallel} task(s) at a time, {c.local_threads} threads each"]
+    if c.executor == "debug":
+        return ["resources: debug executor, every task inside the driver's process"]
+    lines = ["resources (Slurm, per job):"]
+    for stage in JOB_STAGES:
+        r = getattr(c, stage)
+        where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint")
+                         if getattr(r, k))
+        lines.append(f"  {stage:10s} {r.nodes} node(s) x {r.tasks_per_node} task(s), {r.gpus_per_node} GPU(s)/node, "
+                     f"{r.cpus_per_task} CPUs/task, {r.mem_gb} GB, {r.time_min} min, "
+                     f"array parallelism {r.array_parallelism} {where}".rstrip())
+    lines.append("  (python -m sparta_hpc.driver ... --dry-run --show-sbatch prints the sbatch scripts)")
+    return lines
+
+
+def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
+    from .launch import sbatch_script
+
+    counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
+              "aggregate": 1, "train": len(cfg.members)}
+    return "\n".join(f"# ---- {stage}: {n} task(s) (iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
+                     for stage, n in counts.items())
+
+
+def summary_table(cfg: Config, paths: RunPaths) -> str:
+    names = cfg.member_names()
+    width = max(8, *(len(n) for n in names))
+    head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'valid judgments':>15}  {'pairs':>5}  " + \
+        "  ".join(f"{n:>{width}}" for n in names)
+    rows = [head]
+    for t in range(cfg.tribe.iterations):
+        if not paths.summary(t).exists():
+            break
+        s = read_json(paths.summary(t))
+        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}"
+        rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {valid:>15}  {s['pairs']:>5}  "
+                    + "  ".join(f"{s['ratings'][n]:>{width}.3f}" for n in names))
+        silent = [f"{n} {r['unparsed']}/{r['judgments']}" for n, r in s["judges"].items() if r["unparsed"]]
+        if silent:
+            rows.append(f"{'':>4}  judgments without a parsable score: " + ", ".join(silent))
+    return "\n".join(rows)
