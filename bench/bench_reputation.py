@@ -4,7 +4,9 @@
 
 The baseline below is the spec written out duel by duel with dicts keyed by
 member name, as one would write it first; both are run on the same synthetic
-judgments in the same process and must agree to 1e-9.
+judgments in the same process and must agree to 1e-9. The last line times
+`reputation.variant: authors` on the same judgments (no baseline: it is checked
+against the authors' code itself, see docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def main() -> None:
         print(f"  weighting={weighting:10s}  sparta_hpc: {args.duels / fast:10,.0f} duels/s ({fast:.2f} s, "
               f"incl. preference pairs)   per-duel dicts: {args.duels / slow:10,.0f} duels/s ({slow:.2f} s)   "
               f"speed-up x{slow / fast:.1f}   ratings agree to 1e-9")
+    t0 = time.perf_counter()
+    run_iteration(start, duels, scores, ReputationConfig(variant="authors"))
+    took = time.perf_counter() - t0
+    print(f"  variant=authors       sparta_hpc: {args.duels / took:10,.0f} duels/s ({took:.2f} s, "
+          f"incl. preference pairs)")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import ReplayInputError, replay
 
     try:
-        out = replay(args.duels, args.ratings, args.out, args.set)
+        out = replay(args.duels, args.ratings, args.out, args.set, args.iteration, args.run_dir)
     except (ReplayInputError, ConfigError) as err:
         log.error("replay: %s", err)
         log.error("replay: nothing was written to %s", args.out)
@@ -37,7 +37,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .algorithm.simulate import SimulationConfig, simulate, variants
+    from .algorithm.simulate import SimulationConfig, simulate, variant_order, variants, with_variant
 
     cfg = SimulationConfig(members=args.members, iterations=args.iterations, duels=args.duels, seed=args.seed)
     try:
@@ -49,17 +49,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as err:
         log.error("simulate: %s", err)
         return 2
-    results = {name: simulate(v) for name, v in variants(cfg).items()}
-    names = list(results)
+    # Every setting (column) under both reputation variants (rows), on the same simulated judgments.
+    settings = variants(cfg)
+    kinds = variant_order(cfg)
+    results = {(name, kind): simulate(with_variant(v, kind)) for name, v in settings.items() for kind in kinds}
+    labels = {kind: kind + ("+static" if kind == "authors" and cfg.reputation.authors_static else "")
+              for kind in kinds}
     print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, "
-          f"seed {cfg.seed}")
+          f"seed {cfg.seed}" + (" (reputation.frozen: ratings never change)" if cfg.reputation.frozen else ""))
     print("tau = Kendall tau of reputation vs. true quality; acc = share of pairs whose chosen answer is better")
-    width = max(len(n) for n in names)
-    print("iter  " + "  ".join(f"{n:>{width}}" for n in names))
-    print("      " + "  ".join(f"{'tau    acc  pairs':>{width}}" for _ in names))
+    print("spec = SPEC 1.6; authors = the authors' rating code (docs/algorithm.md, Variants)")
+    width = max(len(n) for n in settings)
+    lw = max(len(label) for label in labels.values())
+    print(f"iter  {'variant':{lw}}  " + "  ".join(f"{n:>{width}}" for n in settings))
+    print(f"      {'':{lw}}  " + "  ".join(f"{'tau    acc  pairs':>{width}}" for _ in settings))
     for t in range(cfg.iterations):
-        cells = [f"{r[t].kendall_tau:+.3f}  {r[t].pair_accuracy:.3f} {r[t].pairs:5d}" for r in results.values()]
-        print(f"{t:4d}  " + "  ".join(f"{c:>{width}}" for c in cells))
+        for i, kind in enumerate(kinds):
+            cells = [f"{r[t].kendall_tau:+.3f}  {r[t].pair_accuracy:.3f} {r[t].pairs:5d}"
+                     for r in (results[name, kind] for name in settings)]
+            head = f"{t:4d}" if i == 0 else "    "
+            print(f"{head}  {labels[kind]:{lw}}  " + "  ".join(f"{c:>{width}}" for c in cells))
     return 0
 
 
@@ -152,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratings", type=Path, required=True, help="RATINGS.json, ratings before the iteration")
     p.add_argument("--out", type=Path, required=True, help="OUT.json to write")
     p.add_argument("--set", action="append", default=[], metavar="reputation.NAME=VALUE")
+    p.add_argument("--iteration", type=int, default=None,
+                   help="the replayed iteration's number (read by reputation.authors_static only)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="the run whose ratings/iter_NNNN.json hold the earlier iterations' ratings "
+                        "(read by reputation.authors_static only)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("simulate", help="a synthetic tribe: how well reputation finds the true ranking")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .algorithm.reputation import Ratings
+from .paths import RunPaths
 
 
 class ReplayInputError(ValueError):
@@ -66,3 +67,23 @@ def ratings_to_json(names: list[str], ratings: Ratings) -> dict:
     }
 
 
+
+
+def earlier_ratings(paths: RunPaths, iteration: int, names: list[str]) -> list[np.ndarray]:
+    """Ratings at the end of iterations 0..iteration-1, in `names` order (reputation.authors_static reads them).
+
+    The end of iteration k is the start of k+1: RUN/ratings/iter_{k+1}.json.
+    """
+    after = []
+    for k in range(iteration):
+        path = paths.ratings(k + 1)
+        if not path.exists():
+            raise ReplayInputError(f"{path}: missing; reputation.authors_static at iteration {iteration} reads "
+                                   "the ratings at the end of every earlier iteration")
+        file_names, ratings = load_ratings(path)
+        index = {name: i for i, name in enumerate(file_names)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise ReplayInputError(f"{path}: member {missing[0]!r} is missing (a run with other members?)")
+        after.append(ratings.rating[[index[n] for n in names]])
+    return after

@@ -8,6 +8,10 @@ where missing); RATINGS.json the ratings before the iteration,
 The output holds the ratings after the iteration, the preference pairs and the
 weighted scores. Every input error names the file, line and field; nothing is
 written unless the whole input is valid.
+
+`--set reputation.variant=authors` replays with the authors' rating code;
+`reputation.authors_static` also needs `--iteration T --run-dir RUN`, whose
+RUN/ratings/iter_NNNN.json give the ratings at the end of the earlier iterations.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import numpy as np
 from .algorithm.reputation import IterationResult, ReputationConfig, run_iteration
 from .config_overrides import ConfigError, apply_overrides
 from .io_utils import atomic_write_text
-from .ratings_file import ReplayInputError, load_ratings, number, ratings_to_json
+from .paths import RunPaths
+from .ratings_file import ReplayInputError, earlier_ratings, load_ratings, number, ratings_to_json
 
 
 @dataclass(frozen=True)
@@ -97,14 +102,21 @@ def result_to_json(names: list[str], result: IterationResult) -> dict:
     }
 
 
-def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list[str]) -> dict:
+def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list[str],
+           iteration: int | None = None, run_dir: Path | None = None) -> dict:
     cfg = apply_overrides(ReplayConfig(), overrides).reputation
     try:
         cfg.validate()
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if cfg.authors_static and (iteration is None or run_dir is None):
+        raise ConfigError("reputation.authors_static depends on the iteration and the earlier iterations' "
+                          "ratings: give --iteration T and --run-dir RUN")
+    if iteration is not None and iteration < 0:
+        raise ConfigError(f"--iteration must be >= 0, got {iteration}")
     names, ratings = load_ratings(ratings_path)
     duels, scores = load_duels(duels_path, names)
-    out = result_to_json(names, run_iteration(ratings, duels, scores, cfg))
+    after = earlier_ratings(RunPaths(run_dir), iteration, names) if cfg.authors_static else []
+    out = result_to_json(names, run_iteration(ratings, duels, scores, cfg, iteration=iteration, ratings_after=after))
     atomic_write_text(Path(out_path), json.dumps(out, indent=1) + "\n")
     return out

@@ -11,6 +11,9 @@ The update is sequential by definition (each duel's judges are weighted by the
 reputations of that moment), so it runs as one tight loop over plain Python
 floats with everything that is constant within an iteration precomputed;
 `bench/bench_reputation.py` compares it against a per-duel dict-based version.
+
+`reputation.variant: authors` runs the authors' own rating code instead
+(`reputation_authors.py`); `reputation.frozen` keeps every rating where it is.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import math
 from operator import mul
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
 WEIGHTINGS = ("reputation", "uniform")
+VARIANTS = ("spec", "authors")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class ReputationConfig:
     min_deviation: float = 0.1  # sigma_min
     floor: float = 10.0  # R_floor
     weighting: str = "reputation"  # or "uniform" (the paper's ablation)
+    variant: str = "spec"  # or "authors": the authors' rating code, docs/algorithm.md "Variants"
+    authors_static: bool = False  # variant authors only: their "static" class (scaled-down duelist scores)
+    frozen: bool = False  # ablation: ratings never change, judges keep their starting weights
 
     def validate(self) -> None:
         positive = ("initial_rating", "initial_deviation", "initial_k", "decay_steps",
@@ -55,6 +63,14 @@ class ReputationConfig:
             raise ValueError(f"reputation.floor must be > 0 (a judge's weight is its reputation), got {self.floor}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"reputation.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"reputation.variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.authors_static and self.variant != "authors":
+            raise ValueError("reputation.authors_static reproduces the authors' 'static' rating class and "
+                             f"needs reputation.variant=authors (got {self.variant!r})")
+        if self.authors_static and self.frozen:
+            raise ValueError("reputation.authors_static only changes the rating update, which "
+                             "reputation.frozen switches off: set one of them, not both")
 
 
 @dataclass
@@ -233,13 +249,29 @@ def preference_pairs(duels: np.ndarray, final_scores: np.ndarray):
 
 
 def run_iteration(
-    start: Ratings, duels: np.ndarray, scores: np.ndarray, cfg: ReputationConfig
+    start: Ratings, duels: np.ndarray, scores: np.ndarray, cfg: ReputationConfig, *,
+    iteration: int | None = None, ratings_after: Sequence[np.ndarray] = (),
 ) -> IterationResult:
-    """One iteration of SPEC 1.5-1.7 on recorded judgments."""
+    """One iteration of SPEC 1.5-1.7 (or of the configured variant) on recorded judgments.
+
+    iteration and ratings_after (ratings_after[k]: the ratings at the end of
+    iteration k < iteration) are read only by reputation.authors_static.
+    """
     duels = np.asarray(duels, dtype=np.int64).reshape(-1, 2)
     scores = np.asarray(scores, dtype=float)
     check_inputs(duels, scores, start.rating)
-    end, update_scores, n_judges, changes = update_ratings(start, duels, scores, cfg)
-    final_scores = weighted_scores(scores, judge_weights(end.rating, cfg))
+    if cfg.variant == "authors":
+        # Imported here: reputation_authors builds on this module's types.
+        from .reputation_authors import run_authors
+
+        end, update_scores, changes, final_scores = run_authors(start, duels, scores, cfg, iteration, ratings_after)
+        n_judges = valid_judges(scores).sum(axis=1)
+    elif cfg.frozen:  # nothing moves: the scores use the starting weights, history and sigma stay
+        end, changes = start.copy(), np.zeros((len(duels), 2))
+        update_scores = final_scores = weighted_scores(scores, judge_weights(start.rating, cfg))
+        n_judges = valid_judges(scores).sum(axis=1)
+    else:
+        end, update_scores, n_judges, changes = update_ratings(start, duels, scores, cfg)
+        final_scores = weighted_scores(scores, judge_weights(end.rating, cfg))
     pairs, pair_duels, pair_scores = preference_pairs(duels, final_scores)
     return IterationResult(end, update_scores, final_scores, n_judges, changes, pairs, pair_duels, pair_scores)

@@ -8,8 +8,8 @@ simulation measures how well the reputation system *finds* the ranking and
 how clean the preference pairs are, not how much DPO would improve anyone.
 
 All variants of one simulation see the same answers and the same judge noise
-(common random numbers), so differences between variants come from weighting
-and match-making alone.
+(common random numbers), so differences between variants come from weighting,
+match-making and the reputation variant (spec or authors) alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .matchmaking import MatchConfig, make_duels, rng_for
-from .reputation import Ratings, ReputationConfig, run_iteration
+from .reputation import VARIANTS, Ratings, ReputationConfig, run_iteration
 
 _STREAM_WORLD = 101
 
@@ -78,6 +78,7 @@ def simulate(cfg: SimulationConfig) -> list[IterationFigures]:
     quality = rng_for(cfg.seed, 0, _STREAM_WORLD - 1).permutation(
         np.linspace(cfg.quality_low, cfg.quality_high, m))
     ratings = Ratings.initial(m, cfg.reputation)
+    after: list[np.ndarray] = []  # ratings at the end of each iteration (reputation.authors_static reads them)
     figures = []
     for t in range(cfg.iterations):
         answers, judge_scores = _world(cfg, quality, t)
@@ -88,8 +89,9 @@ def simulate(cfg: SimulationConfig) -> list[IterationFigures]:
         scores = np.stack([judge_scores[:, a, slot].T, judge_scores[:, b, slot].T], axis=2)
         scores[slot, a] = np.nan
         scores[slot, b] = np.nan
-        result = run_iteration(ratings, duels, scores, cfg.reputation)
+        result = run_iteration(ratings, duels, scores, cfg.reputation, iteration=t, ratings_after=after)
         ratings = result.ratings
+        after.append(ratings.rating.copy())
         chosen, rejected = result.pairs[:, 0], result.pairs[:, 1]
         pair_slots = result.pair_duels
         correct = answers[chosen, pair_slots] > answers[rejected, pair_slots]
@@ -109,3 +111,14 @@ def variants(cfg: SimulationConfig) -> dict[str, SimulationConfig]:
             out[name] = replace(cfg, reputation=replace(cfg.reputation, weighting=weighting),
                                 matchmaking=replace(cfg.matchmaking, alpha=a))
     return out
+
+
+def with_variant(cfg: SimulationConfig, variant: str) -> SimulationConfig:
+    """cfg under reputation variant `variant`; authors_static stays on only where it applies (authors)."""
+    static = cfg.reputation.authors_static and variant == "authors"
+    return replace(cfg, reputation=replace(cfg.reputation, variant=variant, authors_static=static))
+
+
+def variant_order(cfg: SimulationConfig) -> list[str]:
+    """Both reputation variants, the configured one first."""
+    return sorted(VARIANTS, key=lambda v: v != cfg.reputation.variant)

@@ -16,7 +16,7 @@ from ..archive import pair_rows, read_archive, read_judged, write_aggregated
 from ..config import Config
 from ..io_utils import atomic_write_json, atomic_write_text, mark_done
 from ..paths import RunPaths
-from ..ratings_file import ratings_to_json
+from ..ratings_file import earlier_ratings, ratings_to_json
 from .common import stage_main
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,10 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
         return
     archive_path = paths.archive(iteration)
     duels, scores, before = read_judged(archive_path)
-    result = run_iteration(before, duels, scores, cfg.reputation)
-    write_aggregated(archive_path, result)
     names = cfg.member_names()
+    after = earlier_ratings(paths, iteration, names) if cfg.reputation.authors_static else []
+    result = run_iteration(before, duels, scores, cfg.reputation, iteration=iteration, ratings_after=after)
+    write_aggregated(archive_path, result)
     archive = read_archive(archive_path)
     rows = pair_rows(archive, names)
     atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
