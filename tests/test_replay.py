@@ -72,14 +72,19 @@ def test_replay_parameters_change_the_result(tmp_path):
     ([DUELS[0]], {**RATINGS, "cot": {"deviation": 0.5}}, "member 'cot': field 'rating' is missing"),
     ([], RATINGS, "holds no duels"),
 ])
-def test_bad_input_exits_nonzero_names_the_place_and_writes_nothing(tmp_path, duels, ratings, message):
+def test_bad_input_exits_nonzero_names_the_place_and_writes_nothing(tmp_path, caplog, duels, ratings, message):
     d, r = write_inputs(tmp_path, duels, ratings)
     out = tmp_path / "out.json"
-    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "replay", str(d), "--ratings", str(r),
-                           "--out", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert message in proc.stderr, proc.stderr
+    assert main(["replay", str(d), "--ratings", str(r), "--out", str(out)]) == 2
+    assert message in caplog.text, caplog.text
     assert not out.exists()
+
+
+def test_the_command_line_program_exits_2_on_bad_input(tmp_path):
+    d, r = write_inputs(tmp_path, ["{not json\n"])
+    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "replay", str(d), "--ratings", str(r),
+                           "--out", str(tmp_path / "out.json")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "duels.jsonl:1: not valid JSON" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("override, message", [
@@ -89,10 +94,9 @@ def test_bad_input_exits_nonzero_names_the_place_and_writes_nothing(tmp_path, du
     ("reputation.floor=0", "reputation.floor must be > 0"),
     ("reputation", "not of the form"),
 ])
-def test_bad_parameter_is_refused(tmp_path, override, message):
+def test_bad_parameter_is_refused(tmp_path, caplog, override, message):
     d, r = write_inputs(tmp_path)
     out = tmp_path / "out.json"
-    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "replay", str(d), "--ratings", str(r),
-                           "--out", str(out), "--set", override], capture_output=True, text=True)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert main(["replay", str(d), "--ratings", str(r), "--out", str(out), "--set", override]) == 2
+    assert message in caplog.text, caplog.text
     assert not out.exists()
