@@ -57,7 +57,7 @@ def naive_vs_batched(run_dir: Path) -> dict:
     figures = {"batched": [0, 0.0], "naive": [0, 0.0]}
     for i, m in enumerate(cfg.members):
         convs = [with_system(m.system_prompt, [{"role": "user", "content": plan["instructions"][c]["text"]}])
-                 for c, pair in enumerate(plan["duels"]) for side in (0, 1) if pair[side] == i]
+                 for c, pair in enumerate(plan["authors"]) for side in (0, 1) if pair[side] == i]
         if not convs:
             continue
         kwargs = dict(temperature=m.temperature, top_p=m.top_p, max_new_tokens=m.max_new_tokens, seed=0)

@@ -49,13 +49,14 @@ def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judg
         ins.create_dataset("index", data=np.array([r["index"] for r in rows], dtype=np.int64))
         for key in ("id", "text", "reference"):
             ins.create_dataset(key, data=_strings([r[key] for r in rows]), dtype=STR)
-        duels = np.array(plan["duels"], dtype=np.int64).reshape(-1, 2)
-        d = f.create_group("duels")
-        d.create_dataset("a", data=duels[:, 0])
-        d.create_dataset("b", data=duels[:, 1])
+        if plan["method"] == "sparta":  # the duelists: slots 0 and 1 of each instruction
+            d = f.create_group("duels")
+            d.create_dataset("a", data=responses["author"][:, 0])
+            d.create_dataset("b", data=responses["author"][:, 1])
         r = f.create_group("responses")
         r.create_dataset("text", data=responses["text"], dtype=STR)
         r.create_dataset("n_tokens", data=responses["n_tokens"])
+        r.create_dataset("author", data=responses["author"])
         j = f.create_group("judgments")
         j.create_dataset("raw", data=judgments["raw"], dtype=STR, compression="gzip")
         for key in ("parsed", "expected", "score"):
@@ -63,6 +64,11 @@ def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judg
         if judgments.get("logprobs") is not None:
             j.create_dataset("logprobs", data=judgments["logprobs"])
         j.attrs["score_kind"] = judgments["score_kind"]
+        for group in ("meta", "comparisons"):  # Meta-Rewarding's meta-judgments, SPPO's preferences
+            if group in judgments:
+                g = f.create_group(group)
+                for key, value in judgments[group].items():
+                    g.create_dataset(key, data=value)
         _write_ratings(f.create_group("ratings_before"), ratings_before)
     os.replace(tmp, path)
 
@@ -77,6 +83,23 @@ def read_judged(path: Path) -> tuple[np.ndarray, np.ndarray, Ratings]:
     with h5py.File(path, "r") as f:
         duels = np.stack([f["duels/a"][()], f["duels/b"][()]], axis=1)
         return duels, f["judgments/score"][()], read_ratings(f["ratings_before"])
+
+
+def write_pairs(path: Path, rows: list[dict]) -> None:
+    """A single-model method's preference pairs: numeric columns and each TRL row as JSON (to a
+    copy, then rename). Its ratings do not move, so there is nothing else to add."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.copyfile(path, tmp)
+    with h5py.File(tmp, "a") as f:
+        if "pairs" in f:  # a rerun after a crash between rename and marker
+            del f["pairs"]
+        p = f.create_group("pairs")
+        p.create_dataset("duel", data=np.array([r["duel"] for r in rows], dtype=np.int64))
+        for key in ("score_chosen", "score_rejected"):
+            p.create_dataset(key, data=np.array([r[key] for r in rows], dtype=float))
+        p.create_dataset("kind", data=_strings([r["kind"] for r in rows]), dtype=STR)
+        p.create_dataset("json", data=_strings([json.dumps(r) for r in rows]), dtype=STR)
+    os.replace(tmp, path)
 
 
 def write_aggregated(path: Path, result: IterationResult) -> None:
@@ -118,6 +141,8 @@ def read_archive(path: Path) -> dict:
 def pair_rows(archive: dict, names: list[str]) -> list[dict]:
     """The preference pairs of a `read_archive` dict in TRL's conversational format, with their duel,
     members and weighted scores (the member's system prompt is added by its training job)."""
+    if "pairs/json" in archive:  # a single-model method wrote its rows whole
+        return [json.loads(x) for x in archive["pairs/json"]]
     rows = []
     for c, chosen, rejected, s_c, s_r in zip(archive["pairs/duel"], archive["pairs/chosen"],
                                              archive["pairs/rejected"], archive["pairs/score_chosen"],
@@ -128,7 +153,7 @@ def pair_rows(archive: dict, names: list[str]) -> list[dict]:
             "prompt": [{"role": "user", "content": archive["instructions/text"][c]}],
             "chosen": [{"role": "assistant", "content": text[side_chosen]}],
             "rejected": [{"role": "assistant", "content": text[1 - side_chosen]}],
-            "duel": int(c), "chosen_member": names[chosen], "rejected_member": names[rejected],
+            "duel": int(c), "kind": "response", "chosen_member": names[chosen], "rejected_member": names[rejected],
             "score_chosen": float(s_c), "score_rejected": float(s_r),
         })
     return rows

@@ -6,6 +6,7 @@
     sparta-hpc eval RUN_DIR [--iteration N | --initial] [eval.NAME=VALUE ...]
     sparta-hpc eval --model PATH [--adapter PATH] --tasks gsm8k,medqa --data-dir DIR --out DIR [eval.NAME=VALUE ...]
     sparta-hpc eval-table RUN_DIR [--format md|csv]
+    sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv]
     sparta-hpc score TASK PREDICTIONS.jsonl
 """
 
@@ -151,6 +152,17 @@ def cmd_eval_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .eval.compare import render
+
+    try:
+        print(render(args.run_dirs, args.format))
+    except ValueError as err:
+        log.error("compare: %s", err)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--format", choices=("md", "csv"), default="md")
     p.set_defaults(func=cmd_eval_table)
+
+    p = sub.add_parser("compare", help="runs side by side, the paper's Table 1: a row per method, a column per task")
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--format", choices=("md", "csv"), default="md")
+    p.set_defaults(func=cmd_compare)
 
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")

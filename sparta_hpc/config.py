@@ -56,6 +56,8 @@ class InstructionsConfig:
     source: str = "demo"  # "demo" (built in) or a .jsonl / .json / .parquet file
     prompt_field: str = "instruction"  # the field holding the instruction text
     id_field: str | None = None  # a stable id per instruction; default: its position
+    reference_field: str | None = None  # a reference answer per instruction (SPIN's chosen answers)
+    with_reference_only: bool = False  # keep only the instructions that have a reference answer
     limit: int | None = None  # use only the first `limit` instructions
 
 
@@ -125,9 +127,26 @@ class TrainConfig:
     # adapter then never runs during the steps (less memory and time per step)
     precompute_ref_log_probs: bool = False
     save_steps: int = 50  # checkpoint every N steps: a killed or preempted job resumes from the last
+    # TRL's DPO loss; None: the method's ("sigmoid", the DPO loss; SPPO: "sppo_hard")
+    loss_type: str | None = None
     # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json; ZeRO-3 has no train_batch_size:
     # TRL's reference-model init asserts on it); None: plain data parallel
     deepspeed: str | None = None
+
+
+METHODS = ("sparta", "self_rewarding", "meta_rewarding", "spin", "sppo")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The single-model self-alignment methods (method: self_rewarding, meta_rewarding, spin, sppo)."""
+
+    # the member they align; None: BEST INIT, the member best on the initial evaluation's dev split
+    member: str | None = None
+    samples: int = 4  # responses per instruction (self-/meta-rewarding, SPPO; SPIN takes one)
+    # SPPO's preference model, which compares two responses; None: the aligned model itself
+    judge_model: str | None = None
+    judge_adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +231,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Config:
+    # sparta (the tribe), or a single-model baseline: self_rewarding, meta_rewarding, spin, sppo
+    method: Literal["sparta", "self_rewarding", "meta_rewarding", "spin", "sppo"] = "sparta"
     run: RunConfig = field(default_factory=RunConfig)
     tribe: TribeConfig = field(default_factory=TribeConfig)
     instructions: InstructionsConfig = field(default_factory=InstructionsConfig)
@@ -221,6 +242,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
@@ -235,6 +257,10 @@ class Config:
     @property
     def eval_backend(self) -> str:
         return self.eval.backend or self.generate.backend
+
+    @property
+    def loss_type(self) -> str:
+        return self.train.loss_type or ("sppo_hard" if self.method == "sppo" else "sigmoid")
 
     def member_names(self) -> list[str]:
         return [m.name for m in self.tribe.members]
@@ -252,16 +278,34 @@ def resolve_path(path: str) -> str:
     return str(Path(os.path.expandvars(os.path.expanduser(path))).resolve())
 
 
+def read_yaml(path: str | Path, seen: tuple = ()) -> dict:
+    """A config file's mapping; `inherit: OTHER.yaml` (relative to the file) starts from OTHER's,
+    which this file's sections then update key by key (ablation presets change a few fields)."""
+    path = Path(path).resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: inherits from itself (through {' -> '.join(map(str, seen))})")
+    try:
+        # libyaml's loader where PyYAML has it: every task of a run reads the run's config
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections")
+    parent = data.pop("inherit", None)
+    return _merge(read_yaml(path.parent / parent, seen + (path,)), data) if parent else data
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    data = {}
-    if path is not None:
-        try:
-            # libyaml's loader where PyYAML has it: every task of a run reads the run's config
-            data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    data = read_yaml(path) if path is not None else {}
     try:
         cfg = from_dict(Config, data)
     except ConfigError as err:
@@ -277,6 +321,8 @@ def resolve_paths(cfg: Config) -> Config:
     if source != "demo":
         source = resolve_path(source)
     deepspeed = resolve_path(cfg.train.deepspeed) if cfg.train.deepspeed else None
+    baseline = replace(cfg.baseline, **{k: resolve_path(getattr(cfg.baseline, k)) if getattr(cfg.baseline, k)
+                                        else None for k in ("judge_model", "judge_adapter")})
     ev = cfg.eval
     evaluator = replace(ev.evaluator, **{k: resolve_path(getattr(ev.evaluator, k)) if getattr(ev.evaluator, k)
                                          else None for k in ("model", "adapter")})
@@ -288,7 +334,7 @@ def resolve_paths(cfg: Config) -> Config:
                  files={task: resolve_path(path) for task, path in ev.files.items()})
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
                    tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
-                   instructions=replace(cfg.instructions, source=source), eval=ev)
+                   instructions=replace(cfg.instructions, source=source), eval=ev, baseline=baseline)
 
 
 def config_to_yaml(cfg: Config) -> str:
@@ -344,8 +390,9 @@ def validate(cfg: Config, tribe: bool = True) -> None:
     members = cfg.members
     if not members:
         raise ConfigError("tribe.members: no members")
-    if tribe and len(members) < 3:
-        raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got {len(members)}")
+    if tribe and len(members) < (2 if cfg.reputation.duelists_judge else 3):
+        raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got "
+                          f"{len(members)}; a tribe of 2 needs reputation.duelists_judge: true")
     seen = set()
     for i, m in enumerate(members):
         where = f"tribe.members.{i} ({m.name!r})"

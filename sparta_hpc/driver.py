@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .events import EventLog, clock
+from . import methods
 from .eval import plan as eval_plan
 from .eval import table as eval_table
 from .instructions import load_instructions
@@ -98,7 +99,7 @@ def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> lis
     if stage not in ARRAY_STAGES:
         return [None]
     if stage == "train":
-        return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, "train", m.name)]
+        return [i for i in methods.trainees(cfg, paths) if not paths.is_done(iteration, "train", cfg.members[i].name)]
     if stage in EVAL_STAGES:  # `iteration` is the evaluation point
         plan = read_json(paths.eval_plan(iteration))
         shards = plan[f"{stage}_shards"]
@@ -135,7 +136,9 @@ def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, r
     """
     if paths.is_done(point, EVAL_STAGES[-1]) and not refresh:
         return
-    plan = eval_plan.make_plan(cfg, paths, point)
+    # a single-model method changes one member: after the start, only that one is evaluated
+    members = None if point == INITIAL or cfg.method == "sparta" else methods.trainees(cfg, paths)
+    plan = eval_plan.make_plan(cfg, paths, point, members)
     if not paths.eval_plan(point).exists() or read_json(paths.eval_plan(point)) != plan:
         for stage in EVAL_STAGES:
             paths.marker(point, stage).unlink(missing_ok=True)
@@ -175,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         validate(cfg)
         instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         eval_plan.check_eval(cfg, [i.text for i in instructions])
+        methods.check_method(cfg, instructions)
         paths = RunPaths(cfg.run.dir)
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
@@ -214,6 +218,8 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
     points = eval_plan.eval_points(cfg)
     if INITIAL in points:
         run_eval_point(cfg, paths, events, INITIAL)
+    if cfg.method != "sparta":
+        events.write("policy", member=methods.choose_policy(cfg, paths))
     for t in range(cfg.tribe.iterations):
         if not run_iteration(cfg, paths, events, t, stop_after):
             events.write("driver_stopped", iteration=t, stage=stop_after)

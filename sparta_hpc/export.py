@@ -15,6 +15,9 @@ import json
 import math
 from pathlib import Path
 
+import yaml
+
+from .config import load_config
 from .archive import pair_rows, read_archive, read_ratings_from
 from .io_utils import atomic_write_json, atomic_write_text
 from .paths import RunPaths
@@ -29,10 +32,11 @@ def duel_rows(archive: dict, names: list[str]) -> list[dict]:
     """The replay format: per duel, each judge's round-averaged scores of a and b (null: missing)."""
     rows = []
     scores = archive["judgments/score"]
+    duelists_judge = bool(yaml.safe_load(archive["attrs"]["config"])["reputation"].get("duelists_judge"))
     for c, (a, b) in enumerate(zip(archive["duels/a"], archive["duels/b"])):
         judged = {}
         for j, name in enumerate(names):
-            if j in (a, b):
+            if j in (a, b) and not duelists_judge:
                 continue
             judged[name] = [None if math.isnan(x) else float(x) for x in scores[c, j]]
         rows.append({"a": names[a], "b": names[b], "scores": judged})
@@ -41,6 +45,9 @@ def duel_rows(archive: dict, names: list[str]) -> list[dict]:
 
 def export(run_dir: Path, iteration: int, out: Path | None = None, duels: bool = False) -> Path:
     paths = RunPaths(run_dir)
+    if duels and paths.config.exists() and load_config(paths.config).method != "sparta":
+        raise ExportError(f"{run_dir}: --duels exports SPARTA's duels for replay; this run is a single-model "
+                          "method (its pairs are exported without it)")
     if not paths.is_done(iteration, "aggregate"):
         raise ExportError(f"{run_dir}: iteration {iteration} is not aggregated yet (no {paths.marker(iteration, 'aggregate')})")
     out = Path(out or paths.export(iteration))

@@ -123,12 +123,21 @@ def load_instructions(cfg: InstructionsConfig) -> list[Instruction]:
             ident = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(i)
             if cfg.id_field and cfg.id_field not in row:
                 raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) is missing")
-            items.append(Instruction(ident, text))
+            reference = row.get(cfg.reference_field) if cfg.reference_field else None
+            if reference is not None and not isinstance(reference, (str, int, float)):
+                raise ConfigError(f"{where}: field {cfg.reference_field!r} (instructions.reference_field) "
+                                  "must be a text")
+            items.append(Instruction(ident, text, "" if reference is None else str(reference)))
         if not items:
             raise ConfigError(f"instructions.source: {path} holds no instructions")
         ids = [it.id for it in items]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"instructions.source: {path} has duplicate ids in field {cfg.id_field!r}")
+    if cfg.with_reference_only:
+        items = [it for it in items if it.reference.strip()]
+        if not items:
+            raise ConfigError(f"instructions: no instruction of {cfg.source} has a reference answer "
+                              "(instructions.reference_field)")
     if cfg.limit is not None:
         items = items[: cfg.limit]
     return items

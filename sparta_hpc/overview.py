@@ -92,7 +92,25 @@ def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
                      for stage, n in counts.items())
 
 
+def baseline_table(cfg: Config, paths: RunPaths) -> str:
+    policy = read_json(paths.policy)["member"] if paths.policy.exists() else "?"
+    rows = [f"{cfg.method}: aligning {policy}",
+            f"{'iter':>4}  {'instructions':>12}  {'pairs':>5}  {'judge pairs':>11}  {'no pair':>7}  "
+            f"{'valid judgments':>15}  {'mean margin':>11}"]
+    for t in range(cfg.tribe.iterations):
+        if not paths.summary(t).exists():
+            break
+        s = read_json(paths.summary(t))
+        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}" if s["judgments"] else "-"
+        margin = f"{s['mean_margin']:.3f}" if s["mean_margin"] is not None else "-"
+        rows.append(f"{t:>4}  {s['instructions']:>12}  {s['pairs']:>5}  {s['judge_pairs']:>11}  {s['dropped']:>7}  "
+                    f"{valid:>15}  {margin:>11}")
+    return "\n".join(rows)
+
+
 def summary_table(cfg: Config, paths: RunPaths) -> str:
+    if cfg.method != "sparta":
+        return baseline_table(cfg, paths)
     names = cfg.member_names()
     width = max(8, *(len(n) for n in names))
     head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'valid judgments':>15}  {'pairs':>5}  " + \

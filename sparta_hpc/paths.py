@@ -3,13 +3,14 @@
     RUN/
       config.yaml                    the resolved config (a resume must match it)
       driver.lock                    held by the running driver (one driver per run)
+      policy.json                    single-model methods: the member they align (BEST INIT)
       events.jsonl                   one JSON line per event (stage start/end, task retries, ...)
       logs/<stage>/<job id>/         submitit's job logs (stdout/stderr per task)
       cache/<stage>-<task>/          per-task engine caches (vLLM, inductor); cache/torch_extensions/
       ratings/iter_0000.json         ratings at the start of each iteration
       export/iter_0000/              `sparta-hpc export` output (default place)
       iter_0000/
-        plan.json                    instructions, duels, shards of this iteration
+        plan.json                    instructions, who answers (authors) and judges each, shards
         generate/g00_s0003.json      responses of base-model group 0 for duel shard 3
         judge/g00_s0003.json         raw and parsed judgments
         iter_0000.h5                 the archive (gather, then aggregate)
@@ -57,6 +58,11 @@ class RunPaths:
     @property
     def events(self) -> Path:
         return self.root / "events.jsonl"
+
+    @property
+    def policy(self) -> Path:
+        """The member a single-model method aligns, and why (BEST INIT or the config)."""
+        return self.root / "policy.json"
 
     @property
     def lock(self) -> Path:

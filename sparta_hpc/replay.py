@@ -34,7 +34,7 @@ class ReplayConfig:
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
 
 
-def load_duels(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def load_duels(path: Path, names: list[str], duelists_judge: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(duels (n, 2), scores (n, M, 2)) from DUELS.jsonl, validated line by line."""
     index = {name: i for i, name in enumerate(names)}
     duels, scores = [], []
@@ -69,8 +69,9 @@ def load_duels(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
             field_name = f"scores.{judge}"
             if judge not in index:
                 raise ReplayInputError(f"{where}: field {field_name!r}: unknown judge {judge!r}")
-            if judge in (row["a"], row["b"]):
-                raise ReplayInputError(f"{where}: field {field_name!r}: judge {judge!r} is one of the duelists")
+            if judge in (row["a"], row["b"]) and not duelists_judge:
+                raise ReplayInputError(f"{where}: field {field_name!r}: judge {judge!r} is one of the duelists "
+                                       "(allowed with --set reputation.duelists_judge=true)")
             if not isinstance(values, list) or len(values) != 2:
                 raise ReplayInputError(f"{where}: field {field_name!r}: expected [score_a, score_b]")
             for side, value in enumerate(values):
@@ -115,7 +116,7 @@ def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list
     if iteration is not None and iteration < 0:
         raise ConfigError(f"--iteration must be >= 0, got {iteration}")
     names, ratings = load_ratings(ratings_path)
-    duels, scores = load_duels(duels_path, names)
+    duels, scores = load_duels(duels_path, names, cfg.duelists_judge)
     after = earlier_ratings(RunPaths(run_dir), iteration, names) if cfg.authors_static else []
     out = result_to_json(names, run_iteration(ratings, duels, scores, cfg, iteration=iteration, ratings_after=after))
     atomic_write_text(Path(out_path), json.dumps(out, indent=1) + "\n")

@@ -26,12 +26,15 @@ import re
 from pathlib import Path
 
 from sparta_hpc import backends
+from sparta_hpc.algorithm.judging import parse_score
 from sparta_hpc.backends import Batch, Generated
 from sparta_hpc.io_utils import atomic_write_json, atomic_write_text
 from sparta_hpc.stages import train
 from sparta_hpc.stages.common import member_adapter
 
 RESPONSE = re.compile(r"\[Response\]\n(.*)\Z", re.S)
+PAIRWISE = re.compile(r"\[Response A\]\n(.*)\n\n\[Response B\]\n(.*)\Z", re.S)
+META = re.compile(r"\[Response\]\n(.*)\n\n\[Evaluation A\]\n(.*)\n\n\[Evaluation B\]\n(.*)\Z", re.S)
 QUALITY = re.compile(r"\bq(\d+)\b")
 MC_OPTION = re.compile(r"^([A-Z]): ", re.M)
 
@@ -76,16 +79,40 @@ class ScriptedGroup:
             pick = digest(prompt, batch.member, seed, batch.temperature)
             letters = MC_OPTION.findall(prompt)
             final = f"The answer is {letters[pick % len(letters)]}." if letters else f"The answer is {pick % 50}."
-            return f"{batch.member} q{self.quality(batch.member)} #{pick:08x}: {prompt[:40]} {final}"
+            quality = self.quality(batch.member)
+            if batch.temperature > 0:  # samples of one member differ a little
+                quality = max(1, min(10, quality + pick % 3 - 1))
+            return f"{batch.member} q{quality} #{pick:08x}: {prompt[:40]} {final}"
         if digest("silent", batch.member, response.group(1), seed) % 8 == 0:
             return batch.prefix + "I cannot rate this."
-        return batch.prefix + f"{self.judge_score(batch.member, response.group(1))}}}"
+        score = self.judge_score(batch.member, response.group(1))
+        if batch.temperature > 0:  # sampled judgments of one answer disagree a little
+            score = max(1, min(10, score + digest("jitter", seed, response.group(1)) % 3 - 1))
+        return batch.prefix + f"{score}}}"
 
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         for b in batches:
             assert b.member in self.members, f"{b.member} is not served by this group ({self.members})"
         return [[Generated(text, len(text.split())) for text in
                  (self.answer(b, conv, b.seed + i) for i, conv in enumerate(b.conversations))] for b in batches]
+
+    def quality_of(self, response: str) -> int:
+        found = QUALITY.search(response)
+        return int(found.group(1)) if found else 1
+
+    def choice(self, member: str, prompt: str) -> float:
+        """P(A) of a pairwise prompt (the better answer) or a meta-judge prompt (the judgment
+        closer to the answer's quality), with a small bias of the judge's own."""
+        meta = META.search(prompt)
+        if meta:
+            quality = self.quality_of(meta.group(1))
+            parsed = [parse_score(meta.group(k)) for k in (2, 3)]
+            err = [abs((p if p is not None else 0) - quality) for p in parsed]
+            gap = err[1] - err[0]
+        else:
+            a, b = PAIRWISE.search(prompt).groups()
+            gap = self.quality_of(a) - self.quality_of(b)
+        return 1 / (1 + math.exp(-(gap + 0.1 * (digest("bias", member) % 3 - 1))))
 
     def score_all(self, members: list[str], conversations: list[list[list[dict]]], prefix: str,
                   candidates: list[str], batch_size: int) -> list[list[dict[str, float]]]:
@@ -94,7 +121,12 @@ class ScriptedGroup:
             assert member in self.members
             rows = []
             for conv in convs:
-                score = self.judge_score(member, RESPONSE.search(conv[-1]["content"]).group(1))
+                prompt = conv[-1]["content"]
+                if list(candidates) == ["A", "B"]:
+                    p = self.choice(member, prompt)
+                    rows.append({"A": math.log(p), "B": math.log(1 - p)})
+                    continue
+                score = self.judge_score(member, RESPONSE.search(prompt).group(1))
                 # a peaked distribution around the score; log-probs need not sum to one
                 rows.append({c: -1.5 * abs(int(c.rstrip("}")) - score) - math.log(4) for c in candidates})
             out.append(rows)

@@ -222,3 +222,44 @@ def test_an_evaluation_item_is_never_a_duel_instruction(tmp_path, fake_model, dr
     assert proc.returncode == 2, proc.stderr
     assert "1 instruction(s) of" in proc.stderr and "items of evaluation task 'gsm8k'" in proc.stderr
     assert question.upper()[:40] in proc.stderr
+
+
+PRESETS = {  # preset -> the fields it changes from the paper preset (besides run.dir)
+    "ablations/uniform-weights.yaml": {"reputation.weighting": "uniform"},
+    "ablations/random-matching.yaml": {"matchmaking.alpha": 1.0},
+    "ablations/frozen-reputation.yaml": {"reputation.frozen": True},
+    "ablations/judge-rounds-3.yaml": {"judge.rounds": 3, "judge.temperature": 0.7},
+    "ablations/tribe-of-2.yaml": {"reputation.duelists_judge": True, "matchmaking.k": 1},
+    "baselines/self-rewarding.yaml": {"method": "self_rewarding", "judge.rounds": 3, "judge.temperature": 0.7},
+    "baselines/meta-rewarding.yaml": {"method": "meta_rewarding", "judge.rounds": 3, "judge.temperature": 0.7},
+    "baselines/spin.yaml": {"method": "spin", "instructions.reference_field": "output"},
+    "baselines/sppo.yaml": {"method": "sppo", "baseline.samples": 5, "train.loss_type": None},
+}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_ablation_and_baseline_presets_change_only_what_their_first_lines_say(preset, monkeypatch):
+    from sparta_hpc.config import to_dict
+
+    monkeypatch.setenv("SPARTA_MODELS", "/models")
+    text = (ROOT / "configs" / preset).read_text()
+    assert text.startswith("# Ablation: " if "ablations" in preset else "# Baseline: ")
+    assert "python -m sparta_hpc.driver --config configs/" + preset in text
+    paper, cfg = flatten(to_dict(load_config(ROOT / "configs/paper-qwen7b.yaml"))), load_config(ROOT / "configs" / preset)
+    changed = {k for k, v in flatten(to_dict(cfg)).items() if paper.get(k) != v and k != "run.dir"}
+    for key, value in PRESETS[preset].items():
+        assert flatten(to_dict(cfg))[key] == value, key
+    expected = set(PRESETS[preset]) - {"train.loss_type"}
+    assert expected <= changed
+    if "tribe-of-2" in preset:
+        assert len(cfg.members) == 2
+        changed = {k for k in changed if not k.startswith("tribe.members")}
+    assert changed <= expected | {"baseline.judge_model", "cluster.judge.gpus_per_node", "cluster.judge.cpus_per_task",
+                                  "cluster.judge.mem_gb", "instructions.with_reference_only"}, changed

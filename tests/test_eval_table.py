@@ -41,3 +41,10 @@ def test_a_single_split_serves_both_roles():
     scores = {INITIAL: {"x": {"com2": {"test": f(5.0)}}}, 0: {"x": {"com2": {"test": f(6.0)}}}}
     (row,) = headline(scores)
     assert (row["select"], row["report"]) == ("test", "test") and row["change"] == pytest.approx(0.2)
+
+
+def test_a_selected_point_without_its_test_result_says_how_to_get_it():
+    scores = {INITIAL: {"x": {"gsm8k": {"dev": f(0.5), "test": f(0.5)}}},
+              0: {"x": {"gsm8k": {"dev": f(0.9)}}}}  # dev only, as during a run with eval.split=dev
+    (row,) = headline(scores)
+    assert row["sparta"][:2] == ("x", 0) and row["sparta"][2] is None and row["change"] is None

@@ -106,7 +106,7 @@ def test_the_archive_holds_what_the_shards_and_plan_hold(run):
         plan, a = read_json(paths.plan(t)), read_archive(paths.archive(t))
         assert json.loads(a["attrs"]["members"]) == MEMBERS
         assert a["instructions/text"].tolist() == [r["text"] for r in plan["instructions"]]
-        assert np.stack([a["duels/a"], a["duels/b"]], 1).tolist() == plan["duels"]
+        assert np.stack([a["duels/a"], a["duels/b"]], 1).tolist() == plan["authors"]
         for g, k in plan["generate_tasks"]:
             for r in read_json(paths.shard(t, "generate", g, k))["responses"]:
                 assert a["responses/text"][r["duel"], r["side"]] == r["text"]

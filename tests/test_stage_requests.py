@@ -41,7 +41,7 @@ def test_generate_requests_cover_the_groups_duelists_of_one_shard(tmp_path):
     for batch, slots in requests:
         member = [m.name for m in cfg.members].index(batch.member)
         assert member in p["groups"][1]
-        assert all(c in (4, 5) and p["duels"][c][side] == member for c, side in slots)
+        assert all(c in (4, 5) and p["authors"][c][side] == member for c, side in slots)
         assert len(batch.conversations) == len(slots)
         for conv, (c, _) in zip(batch.conversations, slots):
             assert conv[-1] == {"role": "user", "content": p["instructions"][c]["text"]}
@@ -68,7 +68,7 @@ def test_judge_requests_leave_the_duelists_out(tmp_path):
     work = judge.judge_requests(cfg, p, 0, 0, responses)
     for w in work:
         j = [m.name for m in cfg.members].index(w.judge)
-        assert w.slots == [(c, side) for c in range(5) if j not in p["duels"][c] for side in (0, 1)]
+        assert w.slots == [(c, side) for c in range(5) if j not in p["authors"][c] for side in (0, 1)]
         for conv, (c, side) in zip(w.conversations, w.slots):
             assert f"answer {c}.{side}" in conv[-1]["content"] and p["instructions"][c]["text"] in conv[-1]["content"]
     rounds = [judge.round_batches(cfg, work, 0, 0, r) for r in range(2)]
@@ -102,7 +102,7 @@ def test_any_shard_layout_generates_each_response_once_and_judges_it_by_every_ot
                           score)
         paths = run_iteration_stages(cfg)
         p = json.loads(paths.plan(0).read_text())
-        pairs = np.array(p["duels"]).reshape(-1, 2)
+        pairs = np.array(p["authors"]).reshape(-1, 2)
 
         # every response generated exactly once, by its duelist, in its own group's task
         seen = {}

@@ -110,3 +110,59 @@ def expected_score(logprobs: Mapping[int, float]) -> float:
     weights = [(s, math.exp(lp - top)) for s, lp in items]
     total = sum(w for _, w in weights)
     return sum(s * w for s, w in weights) / total
+
+
+# Pairwise and meta judgments (SPPO, Meta-Rewarding): the judge answers with a letter, and the
+# probability of each letter comes from its log-probabilities, so a verdict always exists.
+CHOICES = ("A", "B")
+
+PAIRWISE_TEMPLATE = """\
+Please act as an impartial judge and compare the two responses below to the user's instruction.
+Consider helpfulness, correctness, relevance, depth and clarity; ignore the order and the length.
+Reply with only the letter of the better response: A or B.
+
+[Instruction]
+{instruction}
+
+[Response A]
+{first}
+
+[Response B]
+{second}"""
+
+META_TEMPLATE = """\
+Please act as an impartial meta-judge. Below are a user's instruction, a response, and two
+evaluations of that response. Decide which evaluation judges the response more accurately and
+fairly (a correct answer deserves a high score, a wrong one a low score).
+Reply with only the letter of the better evaluation: A or B.
+
+[Instruction]
+{instruction}
+
+[Response]
+{response}
+
+[Evaluation A]
+{first}
+
+[Evaluation B]
+{second}"""
+
+
+def pairwise_messages(instruction: str, first: str, second: str) -> list[dict]:
+    """Chat messages asking which of two responses is better (SPPO's preference model)."""
+    return [{"role": "user", "content": PAIRWISE_TEMPLATE.format(instruction=instruction, first=first,
+                                                                 second=second)}]
+
+
+def meta_judge_messages(instruction: str, response: str, first: str, second: str) -> list[dict]:
+    """Chat messages asking which of two judgments of one response is better (Meta-Rewarding)."""
+    return [{"role": "user", "content": META_TEMPLATE.format(instruction=instruction, response=response,
+                                                             first=first, second=second)}]
+
+
+def first_wins(logprobs: Mapping[str, float]) -> float:
+    """P(A) from the judge's log-probabilities of "A" and "B", normalised over the two."""
+    a, b = logprobs[CHOICES[0]], logprobs[CHOICES[1]]
+    top = max(a, b)
+    return math.exp(a - top) / (math.exp(a - top) + math.exp(b - top))

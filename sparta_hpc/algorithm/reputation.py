@@ -48,6 +48,9 @@ class ReputationConfig:
     variant: str = "spec"  # or "authors": the authors' rating code, docs/algorithm.md "Variants"
     authors_static: bool = False  # variant authors only: their "static" class (scaled-down duelist scores)
     frozen: bool = False  # ablation: ratings never change, judges keep their starting weights
+    # the duelists judge their own duel too (their own answer included): the only possible
+    # judges of a tribe of 2 (the paper's tribe-size ablation); SPEC: never
+    duelists_judge: bool = False
 
     def validate(self) -> None:
         positive = ("initial_rating", "initial_deviation", "initial_k", "decay_steps",
@@ -68,6 +71,8 @@ class ReputationConfig:
         if self.authors_static and self.variant != "authors":
             raise ValueError("reputation.authors_static reproduces the authors' 'static' rating class and "
                              f"needs reputation.variant=authors (got {self.variant!r})")
+        if self.duelists_judge and self.variant != "spec":
+            raise ValueError("reputation.duelists_judge is a variant of the SPEC rules: use variant spec")
         if self.authors_static and self.frozen:
             raise ValueError("reputation.authors_static only changes the rating update, which "
                              "reputation.frozen switches off: set one of them, not both")
@@ -129,7 +134,7 @@ def judge_weights(rating: np.ndarray, cfg: ReputationConfig) -> np.ndarray:
     return np.asarray(rating, float) if cfg.weighting == "reputation" else np.ones(len(rating))
 
 
-def check_inputs(duels: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> None:
+def check_inputs(duels: np.ndarray, scores: np.ndarray, ratings: np.ndarray, duelists_judge: bool = False) -> None:
     n, n_members = len(duels), len(ratings)
     if duels.shape != (n, 2) or scores.shape != (n, n_members, 2):
         raise ValueError(f"duels {duels.shape} / scores {scores.shape} do not fit {n} duels of {n_members} members")
@@ -141,8 +146,10 @@ def check_inputs(duels: np.ndarray, scores: np.ndarray, ratings: np.ndarray) -> 
     if ((finite < 1) | (finite > 10)).any():
         raise ValueError("judge scores must lie in 1..10 (NaN for missing)")
     rows = np.arange(n)
+    if duelists_judge:
+        return
     if (~np.isnan(scores[rows, duels[:, 0]])).any() or (~np.isnan(scores[rows, duels[:, 1]])).any():
-        raise ValueError("a duelist cannot judge its own duel")
+        raise ValueError("a duelist cannot judge its own duel (reputation.duelists_judge allows it)")
 
 
 def update_ratings(
@@ -259,7 +266,7 @@ def run_iteration(
     """
     duels = np.asarray(duels, dtype=np.int64).reshape(-1, 2)
     scores = np.asarray(scores, dtype=float)
-    check_inputs(duels, scores, start.rating)
+    check_inputs(duels, scores, start.rating, cfg.duelists_judge)
     if cfg.variant == "authors":
         # Imported here: reputation_authors builds on this module's types.
         from .reputation_authors import run_authors

@@ -127,7 +127,7 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def make_plan(cfg: Config, paths: RunPaths, point: int) -> dict:
+def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | None = None) -> dict:
     """The point's task splits ("items") and the shards of its evaluate and rate arrays.
 
     The items of every task split, one after another, are cut into shards of
@@ -153,8 +153,9 @@ def make_plan(cfg: Config, paths: RunPaths, point: int) -> dict:
                           "kind": prompts["kind"], "n": len(prompts["prompts"]), "max_new_tokens": budget})
     evaluate = cut_shards(items, range(len(items)), per_shard)
     rate = cut_shards(items, [i for i, it in enumerate(items) if it["kind"] == "rated"], per_shard)
-    groups = cfg.base_groups()
-    return {"point": point, "members": cfg.member_names(), "groups": groups, "items": items,
+    members = list(range(len(cfg.members))) if members is None else members  # a baseline: its one model
+    groups = [g for g in ([i for i in group if i in members] for group in cfg.base_groups()) if g]
+    return {"point": point, "members": [cfg.members[i].name for i in members], "groups": groups, "items": items,
             "evaluate_shards": evaluate, "evaluate_tasks": [[g, k] for k in range(len(evaluate))
                                                             for g in range(len(groups))],
             "rate_shards": rate, "rate_tasks": list(range(len(rate)))}

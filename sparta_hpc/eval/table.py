@@ -1,4 +1,4 @@
-"""The evaluation table of a run: BEST INIT, the selected SPARTA model, every member at every point.
+"""The evaluation table of a run: BEST INIT, the selected model, every member at every point.
 
     sparta-hpc eval-table RUN [--format md|csv]
 
@@ -34,9 +34,11 @@ def figure(scores: dict, point: int, member: str, task: str, split: str) -> dict
 
 
 def best(scores: dict, candidates: list[tuple[str, int]], task: str, select: str, report: str):
-    """(member, point, reported figure) of the candidate best on the `select` split."""
+    """(member, point, reported figure) of the candidate best on the `select` split; the figure is
+    None while that point's `report` split is not evaluated (evaluate dev everywhere, then test
+    only where it is needed)."""
     ranked = [(figure(scores, p, m, task, select)["score"], m, p) for m, p in candidates
-              if figure(scores, p, m, task, select) and figure(scores, p, m, task, report)]
+              if figure(scores, p, m, task, select)]
     if not ranked:
         return None
     _, member, point = max(ranked, key=lambda r: r[0])  # ties: the first candidate (initial, config order)
@@ -44,7 +46,7 @@ def best(scores: dict, candidates: list[tuple[str, int]], task: str, select: str
 
 
 def headline(scores: dict) -> list[dict]:
-    """Per task: BEST INIT, the selected SPARTA model and the relative change."""
+    """Per task: BEST INIT, the selected model (SPARTA's, or a baseline's) and the relative change."""
     tasks = sorted({t for per_member in scores.values() for tasks in per_member.values() for t in tasks})
     rows = []
     for task in tasks:
@@ -54,16 +56,16 @@ def headline(scores: dict) -> list[dict]:
         init = best(scores, [(m, INITIAL) for m in members], task, select, report)
         sparta = best(scores, [(m, p) for p in sorted(scores) if p != INITIAL for m in members], task, select, report)
         change = None
-        if init and sparta and init[2]["score"]:
+        if init and sparta and init[2] and sparta[2] and init[2]["score"]:
             change = sparta[2]["score"] / init[2]["score"] - 1
         rows.append({"task": task, "select": select, "report": report, "best_init": init, "sparta": sparta,
                      "change": change})
     return rows
 
 
-def _cell(f: dict | None, who: str = "") -> str:
+def _cell(f: dict | None, who: str = "", missing: str = "-") -> str:
     if f is None:
-        return "-"
+        return missing
     digits = 2 if f.get("metric") == "rating" else 3
     err = f" ± {f['stderr']:.{digits}f}" if f.get("stderr") is not None else ""
     return f"{f['score']:.{digits}f}{err}" + (f" ({who}, N={f['n']})" if who else "")
@@ -75,13 +77,16 @@ def render(paths: RunPaths, fmt: str = "md") -> str:
     changes = [r["change"] for r in rows if r["change"] is not None]
     if fmt == "csv":
         return _csv(scores, rows)
-    lines = ["Evaluation: per task, BEST INIT (the best initial member) and the SPARTA model (the best member x",
-             "iteration), each selected on dev and reported on test; ± standard error, N items.", "",
-             "| task | selected on / reported on | BEST INIT | SPARTA model | change |", "|---|---|---|---|---|"]
+    lines = ["Evaluation: per task, BEST INIT (the best initial member) and the selected model (the best",
+             "trained member x iteration), each selected on dev and reported on test; ± standard error, N items.", "",
+             "| task | selected on / reported on | BEST INIT | selected model | change |", "|---|---|---|---|---|"]
     for r in rows:
         init, sparta = r["best_init"], r["sparta"]
-        init_cell = _cell(init[2], init[0]) if init else "-"
-        sparta_cell = _cell(sparta[2], f"{sparta[0]} @ {point_name(sparta[1])}") if sparta else "-"
+        todo = f"({{}}: no {r['report']} result yet; `sparta-hpc eval RUN --{{}} eval.split={r['report']}`)"
+        init_cell = _cell(init[2], init[0], todo.format(init[0], "initial")) if init else "-"
+        sparta_cell = _cell(sparta[2], f"{sparta[0]} @ {point_name(sparta[1])}",
+                            todo.format(f"{sparta[0]} @ {point_name(sparta[1])}", f"iteration {sparta[1]}")) \
+            if sparta else "-"
         change = f"{r['change']:+.1%}" if r["change"] is not None else "-"
         lines.append(f"| {r['task']} | {r['select']} / {r['report']} | {init_cell} | {sparta_cell} | {change} |")
     if changes:
@@ -105,7 +110,7 @@ def _csv(scores: dict, rows: list[dict]) -> str:
     w.writerow(["kind", "task", "split", "member", "point", "score", "stderr", "n", "missing", "change"])
     for r in rows:
         for kind in ("best_init", "sparta"):
-            if r[kind]:
+            if r[kind] and r[kind][2]:
                 m, p, f = r[kind]
                 w.writerow([kind, r["task"], r["report"], m, point_name(p), f["score"], f["stderr"], f["n"],
                             f["missing"], r["change"] if kind == "sparta" else ""])

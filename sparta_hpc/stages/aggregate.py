@@ -3,7 +3,8 @@
 Reads the archive's judge scores, runs the algorithm core, adds its results
 to the archive and writes the ratings for the next iteration and the pairs
 for training (TRL's conversational format; each member's system prompt is
-added by its own training job).
+added by its own training job). A single-model method builds its pairs with
+its own rule (sparta_hpc.methods) and leaves the ratings as they are.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import json
 import logging
 
 from ..algorithm.reputation import run_iteration
-from ..archive import pair_rows, read_archive, read_judged, write_aggregated
+from ..archive import pair_rows, read_archive, read_judged, write_aggregated, write_pairs
 from ..config import Config
-from ..io_utils import atomic_write_json, atomic_write_text, mark_done
+from ..io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
+from ..methods.rows import baseline_rows, counts
 from ..paths import RunPaths
 from ..ratings_file import earlier_ratings, ratings_to_json
 from .common import stage_main
@@ -22,9 +24,28 @@ from .common import stage_main
 log = logging.getLogger(__name__)
 
 
+def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
+    names = cfg.member_names()
+    archive = read_archive(paths.archive(iteration))
+    rows = baseline_rows(cfg, archive, names)
+    write_pairs(paths.archive(iteration), rows)
+    atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_bytes(paths.ratings(iteration + 1), paths.ratings(iteration).read_bytes())
+    report = json.loads(archive["attrs"]["judge_report"])
+    summary = {"method": cfg.method, **counts(rows, len(archive["instructions/text"])),
+               "judgments": sum(r["judgments"] for r in report.values()),
+               "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report}
+    atomic_write_json(paths.summary(iteration), summary)
+    mark_done(paths.marker(iteration, "aggregate"))
+    log.info("iteration %d (%s): %d response pairs, %d judge pairs from %d instructions", iteration, cfg.method,
+             summary["pairs"], summary["judge_pairs"], summary["instructions"])
+
+
 def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     if paths.is_done(iteration, "aggregate"):
         return
+    if cfg.method != "sparta":
+        return run_baseline(cfg, paths, iteration)
     archive_path = paths.archive(iteration)
     duels, scores, before = read_judged(archive_path)
     names = cfg.member_names()
@@ -37,7 +58,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     atomic_write_json(paths.ratings(iteration + 1), ratings_to_json(names, result.ratings))
     report = json.loads(archive["attrs"]["judge_report"])
     atomic_write_json(paths.summary(iteration), {
-        "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
+        "method": "sparta", "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
         "judgments": sum(r["judgments"] for r in report.values()),
         "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report, "pairs": len(rows),
         "ratings": {n: float(r) for n, r in zip(names, result.ratings.rating)}})

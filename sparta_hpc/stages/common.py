@@ -62,9 +62,9 @@ def read_plan(paths: RunPaths, iteration: int) -> dict:
 
 
 def shard_rows(plan: dict, stage: str, shard: int) -> range:
-    """The duels (rows of plan["duels"]) of shard `shard` of an array stage (generate or judge)."""
+    """The instructions (rows of plan["authors"]; SPARTA: its duels) of shard `shard` of an array stage."""
     per_shard = plan["duels_per_shard"][stage]
-    return range(shard * per_shard, min((shard + 1) * per_shard, len(plan["duels"])))
+    return range(shard * per_shard, min((shard + 1) * per_shard, len(plan["authors"])))
 
 
 def shard_task(cfg: Config, paths: RunPaths, stage: str, iteration: int, task: int):

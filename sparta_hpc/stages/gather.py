@@ -15,6 +15,7 @@ from importlib import metadata
 import numpy as np
 
 from ..archive import write_gathered
+from ..methods.pairs import symmetric_preference
 from ..config import Config, config_to_yaml
 from ..io_utils import mark_done, read_json
 from ..paths import RunPaths
@@ -38,9 +39,9 @@ def versions() -> dict[str, str]:
 
 
 def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
-    n = len(plan["duels"])
-    text = np.full((n, 2), None, dtype=object)
-    n_tokens = np.zeros((n, 2), dtype=np.int64)
+    n, S = len(plan["authors"]), len(plan["authors"][0])
+    text = np.full((n, S), None, dtype=object)
+    n_tokens = np.zeros((n, S), dtype=np.int64)
     for g, k in plan["generate_tasks"]:
         for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
             text[r["duel"], r["side"]] = r["text"]
@@ -48,41 +49,54 @@ def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
     missing = np.argwhere(text == None)  # noqa: E711 (elementwise)
     if len(missing):
         c, side = missing[0]
-        raise RuntimeError(f"iteration {iteration}: no response for duel {c} side {side} in the generate shards; "
-                           f"delete {paths.marker(iteration, 'generate')} and rerun to regenerate")
-    return {"text": text, "n_tokens": n_tokens}
+        raise RuntimeError(f"iteration {iteration}: no response for instruction {c} slot {side} in the generate "
+                           f"shards; delete {paths.marker(iteration, 'generate')} and rerun to regenerate")
+    return {"text": text, "n_tokens": n_tokens, "author": np.array(plan["authors"], dtype=np.int64)}
 
 
 def collect_judgments(cfg: Config, paths: RunPaths, plan: dict, iteration: int) -> dict:
-    n, m, rounds = len(plan["duels"]), len(plan["members"]), cfg.judge.rounds
+    """Pointwise scores (n, M, S, R), and the baselines' meta-judgments and pairwise preferences."""
+    n, m, S, rounds = len(plan["authors"]), len(plan["members"]), len(plan["authors"][0]), cfg.judge.rounds
     index = {name: i for i, name in enumerate(plan["members"])}
-    raw = np.full((n, m, 2, rounds), "", dtype=object)
-    parsed = np.full((n, m, 2, rounds), np.nan)
-    expected = np.full((n, m, 2, rounds), np.nan)
-    with_logprobs = cfg.judge.score == "expected"
-    logprobs = np.full((n, m, 2, 10), np.nan) if with_logprobs else None
+    raw = np.full((n, m, S, rounds), "", dtype=object)
+    parsed = np.full((n, m, S, rounds), np.nan)
+    expected = np.full((n, m, S, rounds), np.nan)
+    with_logprobs = cfg.judge.score == "expected" and plan["method"] != "sppo"
+    logprobs = np.full((n, m, S, 10), np.nan) if with_logprobs else None
+    meta_rounds, meta_p = np.full((n, S, 2), -1, dtype=np.int64), np.full((n, S), np.nan)
+    p_first = np.full((n, S, S), np.nan)
     for g, k in plan["judge_tasks"]:
-        for x in read_json(paths.shard(iteration, "judge", g, k))["judgments"]:
+        shard = read_json(paths.shard(iteration, "judge", g, k))
+        for x in shard["judgments"]:
             at = (x["duel"], index[x["judge"]], x["side"], x["round"])
             raw[at] = x["raw"]
             parsed[at] = np.nan if x["parsed"] is None else x["parsed"]
             expected[at] = np.nan if x["expected"] is None else x["expected"]
             if with_logprobs:
                 logprobs[at[:3]] = x["logprobs"]
+        for x in shard.get("meta", []):
+            meta_rounds[x["duel"], x["side"]] = x["rounds"]
+            meta_p[x["duel"], x["side"]] = x["p_hi_better"]
+        for x in shard.get("comparisons", []):
+            p_first[x["duel"], x["first"], x["second"]] = x["p_first"]
     source = expected if cfg.judge.score == "expected" else parsed
     valid = ~np.isnan(source)
     with np.errstate(invalid="ignore"):
         score = np.where(valid.any(axis=3), np.nansum(source, axis=3) / valid.sum(axis=3), np.nan)
-    return {"raw": raw, "parsed": parsed, "expected": expected, "logprobs": logprobs, "score": score,
-            "score_kind": cfg.judge.score}
+    out = {"raw": raw, "parsed": parsed, "expected": expected, "logprobs": logprobs, "score": score,
+           "score_kind": cfg.judge.score}
+    if plan["method"] == "meta_rewarding":
+        out["meta"] = {"rounds": meta_rounds, "p_hi_better": meta_p}
+    if plan["method"] == "sppo":
+        out["comparisons"] = {"p_first": p_first, "prob": symmetric_preference(p_first)}
+    return out
 
 
 def judge_report(plan: dict, judgments: dict) -> dict:
     """Per judge: judgments asked for, and how many had no parsable score."""
-    duels = np.array(plan["duels"]).reshape(-1, 2)
     report = {}
     for j, name in enumerate(plan["members"]):
-        asked = ~(duels == j).any(axis=1)  # duels this member judged
+        asked = np.array([j in judges for judges in plan["judges"]], dtype=bool)  # instructions j judged
         parsed = judgments["parsed"][asked, j]
         report[name] = {"judgments": int(parsed.size), "unparsed": int(np.isnan(parsed).sum())}
     return report
@@ -97,6 +111,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     report = judge_report(plan, judgments)
     _, ratings = load_ratings(paths.ratings(iteration))
     attrs = {"iteration": iteration, "seed": cfg.tribe.seed, "members": json.dumps(plan["members"]),
+             "method": plan["method"],
              "config": config_to_yaml(cfg), "versions": json.dumps(versions()),
              "judge_report": json.dumps(report)}
     write_gathered(paths.archive(iteration), attrs=attrs, plan=plan, responses=responses, judgments=judgments,
@@ -106,7 +121,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
         if r["judgments"] and r["unparsed"] == r["judgments"]:
             log.warning("judge %s gave no parsable score in any of its %d judgments (iteration %d)",
                         name, r["judgments"], iteration)
-    log.info("iteration %d: gathered %d duels into %s", iteration, len(plan["duels"]), paths.archive(iteration))
+    log.info("iteration %d: gathered %d instructions into %s", iteration, len(plan["authors"]),
+             paths.archive(iteration))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Generate: both duelists answer each instruction (SPEC 1.3).
+"""Generate: the authors of each instruction's answers write them (SPEC 1.3: both duelists).
 
-One array task = one base-model group x one shard of duels: the base model is
-loaded once and every member of the group answers its duels with its own
-adapter, chat template, system prompt and sampling settings.
+One array task = one base-model group x one shard of instructions: the base
+model is loaded once and every member of the group writes its answers (its
+side of a duel; a single-model method's several samples) with its own adapter,
+chat template, system prompt and sampling settings.
 Output: RUN/iter_t/generate/gGG_sKKKK.json (its existence means the shard is done).
 """
 
@@ -19,17 +20,17 @@ from .common import open_member_group, shard_rows, shard_task, stage_main, task_
 
 log = logging.getLogger(__name__)
 
-Slot = tuple[int, int]  # (duel, side): side 0 is the duel's first duelist
+Slot = tuple[int, int]  # (instruction, slot): SPARTA's slot 0 is the duel's first duelist
 
 
 def generate_requests(cfg: Config, plan: dict, iteration: int, group: int, shard: int) -> list[tuple[Batch, list[Slot]]]:
-    """Per member of base-model group `group` that duels in shard `shard`: its prompts
-    (one per duel side it takes) with its sampling settings, and the slots they answer."""
+    """Per member of base-model group `group` that answers in shard `shard`: its prompts (one per
+    slot it takes) with its sampling settings, and the slots they answer."""
     requests = []
     for i in plan["groups"][group]:
         m = cfg.members[i]
-        mine = [(c, side) for c in shard_rows(plan, "generate", shard) for side in (0, 1)
-                if plan["duels"][c][side] == i]
+        mine = [(c, side) for c in shard_rows(plan, "generate", shard) for side, author in
+                enumerate(plan["authors"][c]) if author == i]
         if mine:
             convs = [with_system(m.system_prompt, [{"role": "user", "content": plan["instructions"][c]["text"]}])
                      for c, _ in mine]

@@ -1,5 +1,10 @@
 """Judge: every member that is not a duelist scores each response on its own (SPEC 1.4).
 
+For the single-model methods the model judges its own answers (Self- and
+Meta-Rewarding; Meta-Rewarding then also compares its own disagreeing
+judgments as a meta-judge), or a preference model compares every two answers
+of an instruction (SPPO).
+
 One array task = one group of judges sharing a base model x one shard of duels.
 Judge shards need not line up with generate shards: a task reads the
 responses of its duels from whichever generate shards hold them.
@@ -15,12 +20,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..algorithm.judging import CANDIDATES, SCORE_PREFIX, SCORES, expected_score, judge_messages, parse_score
+from .. import backends
+from ..algorithm.judging import (CANDIDATES, CHOICES, SCORE_PREFIX, SCORES, expected_score, first_wins,
+                                 judge_messages, parse_score)
 from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
 from ..paths import RunPaths
-from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from ..methods.judging import meta_requests, meta_results, pairwise_requests
+from .common import member_adapter, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> d
         for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
             if r["duel"] in rows:
                 texts[(r["duel"], r["side"])] = r["text"]
-    missing = [(c, side) for c in rows for side in (0, 1) if (c, side) not in texts]
+    missing = [(c, side) for c in rows for side in range(len(plan["authors"][c])) if (c, side) not in texts]
     if missing:
         c, side = missing[0]
         raise RuntimeError(f"iteration {iteration}: judge shard {shard} finds no response for duel {c} side {side} "
@@ -62,10 +70,12 @@ def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> d
 
 
 def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: dict[Slot, str]) -> list[JudgeWork]:
-    """Per judge of base-model group `group`: both responses of every duel of the shard it is not in."""
+    """Per judge of base-model group `group`: every answer of each instruction of the shard it judges
+    (SPARTA: both answers of every duel it is not in)."""
     work = []
     for j in plan["groups"][group]:
-        mine = [(c, side) for c in shard_rows(plan, "judge", shard) if j not in plan["duels"][c] for side in (0, 1)]
+        mine = [(c, side) for c in shard_rows(plan, "judge", shard) if j in plan["judges"][c]
+                for side in range(len(plan["authors"][c]))]
         if mine:
             m = cfg.members[j]
             convs = [with_system(m.system_prompt, judge_messages(plan["instructions"][c]["text"],
@@ -88,8 +98,11 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     if opened is None:
         return
     plan, g, k, out = opened
+    if plan["method"] == "sppo":
+        return run_pairwise(cfg, paths, plan, iteration, task, k, out)
     jc = cfg.judge
-    work = judge_requests(cfg, plan, g, k, read_responses(paths, plan, iteration, k))
+    responses = read_responses(paths, plan, iteration, k)
+    work = judge_requests(cfg, plan, g, k, responses)
     start = time.time()
     backend = cfg.judge_backend
     model = open_member_group(cfg, paths, iteration, plan["groups"][g], backend, f"judge-{task}")
@@ -107,11 +120,45 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
             for (c, side), o, e, lp in zip(w.slots, per_judge, exp, lps, strict=True):
                 judgments.append({"duel": c, "side": side, "judge": w.judge, "round": r, "raw": o.text,
                                   "parsed": parse_score(o.text), "expected": e, "logprobs": lp})
+    meta = []
+    if plan["method"] == "meta_rewarding":  # the judge (the aligned model) judges its own judgments
+        (w,) = work
+        system = with_system(cfg.members[plan["members"].index(w.judge)].system_prompt, [])
+        slots, convs = meta_requests(plan, responses, judgments, system)
+        if convs:
+            scored = model.score_all([w.judge], [convs], "", list(CHOICES), jc.batch_size)[0]
+            meta = meta_results(slots, [first_wins(d) for d in scored])
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "seconds": seconds, "backend": backend,
-                            "model_loads": model.loads})
+    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
+                            "backend": backend, "model_loads": model.loads})
     parsed = sum(x["parsed"] is not None for x in judgments)
     log.info("judge group %d shard %d: %d judgments (%d parsed) in %.1f s", g, k, len(judgments), parsed, seconds)
+
+
+def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task: int, k: int, out) -> None:
+    """SPPO: the preference model compares every two answers of each instruction, both orders."""
+    rows = shard_rows(plan, "judge", k)
+    responses = read_responses(paths, plan, iteration, k)
+    b, policy = cfg.baseline, plan["authors"][rows[0]][0]
+    if b.judge_model:  # a preference model of its own
+        model_path, adapter, system = b.judge_model, b.judge_adapter, []
+    else:  # the aligned model judges, as itself
+        member = cfg.members[policy]
+        model_path, adapter = member.model, member_adapter(cfg, paths, iteration, policy)
+        system = with_system(member.system_prompt, [])
+    start = time.time()
+    slot = f"judge-{task}"
+    model = backends.open_group(cfg.judge_backend, model_path, {"judge": adapter}, dtype=cfg.generate.dtype,
+                                engine=cfg.vllm, cache_dir=paths.cache(slot),
+                                seed=task_seed(cfg.tribe.seed, iteration, slot))
+    pairs, convs = pairwise_requests(plan, rows, responses, system)
+    scored = model.score_all(["judge"], [convs], "", list(CHOICES), cfg.judge.batch_size)[0]
+    comparisons = [{"duel": c, "first": i, "second": j, "p_first": first_wins(d)}
+                   for (c, i, j), d in zip(pairs, scored, strict=True)]
+    atomic_write_json(out, {"task": [0, k], "judgments": [], "comparisons": comparisons,
+                            "seconds": time.time() - start, "backend": cfg.judge_backend, "model_loads": model.loads,
+                            "preference_model": model_path})
+    log.info("judge (pairwise) shard %d: %d comparisons in %.1f s", k, len(comparisons), time.time() - start)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
-"""Plan: the iteration's instructions, duels and the shards of the array jobs (SPEC 1.1-1.2).
+"""Plan: the iteration's instructions, who answers and who judges each, and the array shards (SPEC 1.1-1.2).
 
-Runs in the driver (it is cheap and needs no model). Output: RUN/iter_t/plan.json.
+Runs in the driver (it is cheap and needs no model). For SPARTA the answers'
+authors are the duelists of match-making and the judges every other member;
+the single-model methods (sparta_hpc.methods) have their one member answer
+each instruction several times and, where the method says so, judge itself.
+The same instructions are drawn for every method (seed, iteration).
+Output: RUN/iter_t/plan.json.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import logging
 
 import numpy as np
 
+from .. import methods
 from ..algorithm.matchmaking import draw_instructions, make_duels
 from ..algorithm.reputation import Ratings
 from ..config import Config
@@ -25,39 +31,53 @@ def initial_ratings(cfg: Config) -> Ratings:
     return Ratings.initial(len(cfg.members), cfg.reputation, start)
 
 
-def shard_tasks(duels: np.ndarray, groups: list[list[int]], per_shard: int, as_judge: bool) -> list[list[int]]:
-    """[group, shard] array tasks that have work: a group generates for its duelists, judges the others' duels."""
+def shard_tasks(rows_of: list[list[int]], groups: list[list[int]], per_shard: int) -> list[list[int]]:
+    """[group, shard] array tasks that have work: some member of the group is in `rows_of[c]` (the
+    authors, or the judges, of instruction c) for an instruction c of the shard."""
     tasks = []
-    for k in range(-(-len(duels) // per_shard)):
-        rows = duels[k * per_shard:(k + 1) * per_shard]
-        for g, members in enumerate(groups):
-            if as_judge:
-                busy = any(j not in pair for pair in rows.tolist() for j in members)
-            else:
-                busy = bool(np.isin(rows, members).any())
-            if busy:
-                tasks.append([g, k])
+    for k in range(-(-len(rows_of) // per_shard)):
+        busy = {i for row in rows_of[k * per_shard:(k + 1) * per_shard] for i in row}
+        tasks += [[g, k] for g, members in enumerate(groups) if busy & set(members)]
     return tasks
 
 
-def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str]) -> dict:
+def answering(cfg: Config, ratings: Ratings, n: int, iteration: int, policy: int | None):
+    """(authors (n, S), judges per instruction) of the method."""
+    if cfg.method == "sparta":
+        duels = make_duels(ratings.rating, n, cfg.matchmaking, cfg.tribe.seed, iteration).tolist()
+        judges = [[j for j in range(len(cfg.members)) if cfg.reputation.duelists_judge or j not in pair]
+                  for pair in duels]
+        return duels, judges
+    authors = [[policy] * methods.samples(cfg) for _ in range(n)]
+    judges = [[policy] for _ in range(n)] if cfg.method in methods.POINTWISE else [[] for _ in range(n)]
+    return authors, judges
+
+
+def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str], policy: int | None = None) -> dict:
     instructions = load_instructions(cfg.instructions)
     used = np.array([it.id in used_ids for it in instructions])
     n = cfg.tribe.duels_per_iteration
     picked = draw_instructions(len(instructions), n, used, cfg.tribe.seed, iteration)
-    duels = make_duels(ratings.rating, n, cfg.matchmaking, cfg.tribe.seed, iteration)
+    authors, judges = answering(cfg, ratings, n, iteration, policy)
     groups = cfg.base_groups()
+    per_shard = {"generate": cfg.generate.duels_per_shard, "judge": cfg.judge.duels_per_shard}
+    if cfg.method == "sppo":  # one preference model compares each instruction's answers
+        judge_tasks = [[0, k] for k in range(-(-n // per_shard["judge"]))]
+    else:
+        judge_tasks = shard_tasks(judges, groups, per_shard["judge"])
     return {
         "iteration": iteration,
+        "method": cfg.method,
         "members": cfg.member_names(),
         "groups": groups,
         "instructions": [{"index": int(i), "id": instructions[i].id, "text": instructions[i].text,
                           "reference": instructions[i].reference} for i in picked],
-        "duels": duels.tolist(),
+        "authors": authors,  # (n, S): who answers each of an instruction's S slots (SPARTA: the duel)
+        "judges": judges,  # who scores each answer of an instruction, 1..10
         # recorded here so that every task of the iteration reads the same shard layout
-        "duels_per_shard": {"generate": cfg.generate.duels_per_shard, "judge": cfg.judge.duels_per_shard},
-        "generate_tasks": shard_tasks(duels, groups, cfg.generate.duels_per_shard, as_judge=False),
-        "judge_tasks": shard_tasks(duels, groups, cfg.judge.duels_per_shard, as_judge=True),
+        "duels_per_shard": per_shard,
+        "generate_tasks": shard_tasks(authors, groups, per_shard["generate"]),
+        "judge_tasks": judge_tasks,
     }
 
 
@@ -70,8 +90,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     if names != cfg.member_names():
         raise RuntimeError(f"{paths.ratings(iteration)} lists members {names}, the config {cfg.member_names()}")
     used = {row["id"] for t in range(iteration) for row in read_json(paths.plan(t))["instructions"]}
-    plan = make_plan(cfg, iteration, ratings, used)
+    plan = make_plan(cfg, iteration, ratings, used, methods.policy(cfg, paths))
     atomic_write_json(paths.plan(iteration), plan)
     mark_done(paths.marker(iteration, "plan"))
-    log.info("iteration %d: planned %d duels, %d generate and %d judge tasks", iteration, len(plan["duels"]),
+    log.info("iteration %d (%s): planned %d instructions x %d answers, %d generate and %d judge tasks", iteration,
+             cfg.method, len(plan["authors"]), len(plan["authors"][0]) if plan["authors"] else 0,
              len(plan["generate_tasks"]), len(plan["judge_tasks"]))

@@ -115,9 +115,10 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     if not rows:  # nothing to learn: the member stays as it is
         if is_main_rank():
             save_adapter(model, paths.adapter(iteration, m.name))
-        return {"pairs": 0, "steps": 0}
+        return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
     args = DPOConfig(
-        output_dir=str(work), beta=tc.beta, learning_rate=tc.learning_rate, lr_scheduler_type=tc.lr_scheduler,
+        output_dir=str(work), beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: "sppo_hard"
+        learning_rate=tc.learning_rate, lr_scheduler_type=tc.lr_scheduler,
         warmup_steps=tc.warmup_ratio, num_train_epochs=tc.epochs, max_steps=tc.max_steps,  # float < 1: a ratio
         per_device_train_batch_size=tc.batch_size, gradient_accumulation_steps=tc.gradient_accumulation_steps,
         max_length=tc.max_length, bf16=tc.bf16, gradient_checkpointing=tc.gradient_checkpointing,
@@ -151,7 +152,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
             "tokens_per_second_per_rank": round(tokens / seconds, 1) if tokens and seconds and not resume else None,
             "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": tc.bf16,
             "dist_backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
-            "quantization": tc.quantization}
+            "quantization": tc.quantization, "loss_type": cfg.loss_type}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
