@@ -365,7 +365,11 @@ def validate_vllm(cfg: Config) -> None:
         return  # the jobs' Python lives on the cluster's nodes
     uses = [("generate", cfg.generate.backend), ("judge", cfg.judge_backend)]
     if cfg.eval.tasks:
-        uses += [("evaluate", cfg.eval_backend), ("rate", cfg.eval_backend)]
+        from .eval.data import SPECS
+
+        uses.append(("evaluate", cfg.eval_backend))
+        if any(SPECS[t].kind == "rated" for t in cfg.eval.tasks if t in SPECS):
+            uses.append(("rate", cfg.eval_backend))
     for stage, backend in uses:
         if backend == "vllm" and not getattr(cfg.cluster, stage).python and importlib.util.find_spec("vllm") is None:
             # local tasks run in this Python: a missing vLLM would only show in the first task

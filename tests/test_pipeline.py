@@ -39,7 +39,7 @@ def command(run_dir: Path, iterations: int) -> list[str]:
 
 
 def run_driver(run_dir: Path, iterations: int) -> subprocess.CompletedProcess:
-    proc = subprocess.run(command(run_dir, iterations), cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(command(run_dir, iterations), cwd=ROOT, capture_output=True, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
