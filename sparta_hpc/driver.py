@@ -180,11 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         validate(cfg)
         instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         eval_plan.check_eval(cfg, [i.text for i in instructions])
-        sft_sizes = check_sft(cfg)  # a bad SFT file or an empty slice fails here, not in a job
         if args.stop_after == "sft" and not cfg.sft.data:
             raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
                               "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")
         paths = RunPaths(cfg.run.dir)
+        # a bad SFT file or an empty slice fails here, not in a job; once the stage is done its
+        # (possibly gigabytes of) data is not read again: a changed sft section is refused below
+        sft_sizes = {} if paths.is_done(INITIAL, "sft") else check_sft(cfg)
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
         log.error("config error: %s", err)

@@ -60,8 +60,11 @@ def sft_lines(cfg: Config, sizes: dict) -> list[str]:
     for m in cfg.members:
         size = sizes.get(m.name, {})
         start = f"continues {m.adapter}" if m.adapter else "fresh LoRA"
-        lines.append(f"  {m.name:{width}s}  slice {member_source(m)!r}: {size.get('rows', '?')} rows, "
-                     f"{size.get('used', '?')} used, {start}")
+        if not size:  # the stage is done: its data was not read again
+            lines.append(f"  {m.name:{width}s}  slice {member_source(m)!r}: done")
+            continue
+        lines.append(f"  {m.name:{width}s}  slice {member_source(m)!r}: {size['rows']} rows, {size['used']} used, "
+                     f"{start}")
     return lines
 
 

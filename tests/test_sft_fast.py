@@ -255,3 +255,15 @@ def test_presets_tiny_sft_and_the_tulu_tribe(fake_model):
     paper = load_config(ROOT / "configs/paper-qwen7b.yaml")
     assert sorted(m.name for m in paper.members) == sorted(m.name for m in tribe.members)
     assert all(m.adapter.endswith(f"/sft/{m.name}/adapter") for m in paper.members)
+
+
+def test_an_initial_evaluation_waits_for_the_sft_stage(run, tmp_path, caplog):
+    import shutil
+
+    _, original, _ = run
+    paths = RunPaths(tmp_path / "run")
+    shutil.copytree(original.root, paths.root)
+    paths.marker(INITIAL, "sft", "coder").unlink()  # as after a kill during the sft stage
+    paths.marker(INITIAL, "sft").unlink()
+    assert cli.main(["eval", str(paths.root), "--initial"]) == 2
+    assert "the sft stage (the initial tribe) has not finished" in caplog.text
