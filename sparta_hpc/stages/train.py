@@ -24,7 +24,7 @@ from ..io_utils import mark_done
 from ..paths import RunPaths
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments  # noqa: F401
+from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
 
 log = logging.getLogger(__name__)
 
