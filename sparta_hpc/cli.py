@@ -7,6 +7,7 @@
     sparta-hpc eval --model PATH [--adapter PATH] --tasks gsm8k,medqa --data-dir DIR --out DIR [eval.NAME=VALUE ...]
     sparta-hpc eval-table RUN_DIR [--format md|csv]
     sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv]
+    sparta-hpc init-tribe --config CONFIG [--dry-run] [section.name=value ...]
     sparta-hpc score TASK PREDICTIONS.jsonl
 """
 
@@ -130,6 +131,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:  # the run's schedule, as far as it has trained
             points = [p for p in eval_points(cfg) if p == INITIAL or paths.is_done(p, "train")]
         for p in points:
+            if p == INITIAL and cfg.sft.data and not paths.is_done(INITIAL, "sft"):
+                raise ConfigError(f"{paths.root}: the sft stage (the initial tribe) has not finished; run the "
+                                  "driver or `sparta-hpc init-tribe` on this run first")
             if p != INITIAL and not paths.is_done(p, "train"):
                 raise ConfigError(f"{paths.root}: iteration {p} has not finished training; evaluate an "
                                   "earlier iteration or --initial")
@@ -161,6 +165,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         log.error("compare: %s", err)
         return 2
     return 0
+
+
+def cmd_init_tribe(args: argparse.Namespace) -> int:
+    """The driver, stopping once the sft stage is done: the same config without it goes on into SPARTA."""
+    from . import driver
+
+    return driver.main(["--config", args.config, *args.overrides, "--stop-after", "sft"]
+                       + (["--dry-run"] if args.dry_run else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("md", "csv"), default="md")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("init-tribe", help="SFT the initial tribe (the sft stage: one expert adapter per member) "
+                                          "and stop; the same config with the driver goes on into SPARTA")
+    p.add_argument("--config", required=True, help="a YAML file with an sft section (configs/tiny-sft.yaml, "
+                                                   "configs/tribe-tulu-qwen7b.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (members, slice sizes) and exit")
+    p.add_argument("overrides", nargs="*", metavar="section.name=value")
+    p.set_defaults(func=cmd_init_tribe)
+
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")
     p.add_argument("task", help="gsm8k, math, medqa, normad, kcross or truthfulqa")
@@ -238,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     args.argv = argv
+    if args.command == "init-tribe" and all("=" in x and not x.startswith("-") for x in extra):
+        args.overrides += extra  # overrides after options
+        extra = []
     if args.command == "eval":
         # overrides may come after options, and without a run directory the first one lands in run_dir
         if args.run_dir is not None and "=" in str(args.run_dir):

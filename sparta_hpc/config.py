@@ -41,6 +41,9 @@ class MemberConfig:
     top_p: float = 0.9
     max_new_tokens: int = 256
     initial_rating: float | None = None  # default: reputation.initial_rating
+    # sft stage (sft.data set): the member's slice of the SFT data, the rows whose sft.source_field
+    # equals it or starts with it + "." ("science" takes every "science.*"); None: the member's name
+    sft_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,31 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class SFTConfig:
+    """The initial tribe: each member's expert adapter, a LoRA SFT'd on its own slice of a chat
+    dataset (the paper: one source of the Tulu-v2 SFT mixture each), before iteration 0.
+
+    The LoRA's shape (train.lora_*), precision (train.bf16), train.gradient_checkpointing,
+    train.quantization and train.deepspeed are the DPO's: one LoRA shape per tribe, since DPO
+    continues the SFT adapter. Defaults: common LoRA-SFT settings (lr 2e-4, 1 epoch).
+    """
+
+    data: str | None = None  # a .jsonl / .json / .parquet of chat rows, or "demo" (built in); None: no SFT
+    source_field: str = "dataset"  # the row's source (Tulu: flan_v2, cot, science.evidence_inference, ...)
+    messages_field: str = "messages"  # [{"role": "user"|"assistant"|"system", "content": ...}, ...]
+    max_examples: int | None = None  # per member: a seeded sample of its slice; None: all of it
+    learning_rate: float = 2.0e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 caps the steps (tests, demos)
+    batch_size: int = 4  # per device
+    gradient_accumulation_steps: int = 4
+    max_length: int = 1024  # prompt + answer tokens; longer rows are cut at the end
+    save_steps: int = 200  # checkpoint every N steps: a killed or preempted job resumes from the last
+
+
+@dataclass(frozen=True)
 class EvaluatorConfig:
     """The model that rates open-ended answers (COM2, Alpaca) 1..10, run like a judge."""
 
@@ -219,6 +247,8 @@ class ClusterConfig:
     aggregate: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
     train: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64,
                                                               time_min=240))
+    sft: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64,
+                                                            time_min=240))
     evaluate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     rate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     score: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
@@ -243,6 +273,7 @@ class Config:
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
@@ -332,9 +363,11 @@ def resolve_paths(cfg: Config) -> Config:
                               "(on the command line: eval.files='{task: /path/file.json}', a space after the colon)")
     ev = replace(ev, data_dir=resolve_path(ev.data_dir) if ev.data_dir else None, evaluator=evaluator,
                  files={task: resolve_path(path) for task, path in ev.files.items()})
+    sft_data = cfg.sft.data if cfg.sft.data in (None, "demo") else resolve_path(cfg.sft.data)
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
                    tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
-                   instructions=replace(cfg.instructions, source=source), eval=ev, baseline=baseline)
+                   instructions=replace(cfg.instructions, source=source), eval=ev, baseline=baseline,
+                   sft=replace(cfg.sft, data=sft_data))
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -2,7 +2,10 @@
 
     python -m sparta_hpc.driver --config configs/tiny.yaml run.dir=runs/demo tribe.iterations=1
     python -m sparta_hpc.driver --config configs/tiny.yaml --dry-run
+    sparta-hpc init-tribe --config configs/tiny-sft.yaml   # = the driver with --stop-after sft
 
+With sft.data set, the run starts with the sft stage (the initial tribe: one
+expert adapter per member), then the initial evaluation and iteration 0.
 The run directory is the state: running the same command again resumes,
 skipping finished stages and shards. A resume with a changed config is
 refused unless --force-config. The driver never imports torch, transformers
@@ -26,8 +29,9 @@ from .instructions import load_instructions
 from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .launch import StageFailed, run_stage
 from .logs import setup_logging
-from .overview import dry_run, first_plan, sbatch_scripts, summary_table
-from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, STAGES, RunPaths
+from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
+from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
+from .sft_data import check_sft
 from .stages import plan as plan_stage
 
 log = logging.getLogger("sparta_hpc")
@@ -98,6 +102,8 @@ def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> lis
     """The tasks of a stage that are not done yet (finished shards and members are skipped)."""
     if stage not in ARRAY_STAGES:
         return [None]
+    if stage == "sft":  # one task per member (`iteration` is INITIAL)
+        return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, stage, m.name)]
     if stage == "train":
         return [i for i in methods.trainees(cfg, paths) if not paths.is_done(iteration, "train", cfg.members[i].name)]
     if stage in EVAL_STAGES:  # `iteration` is the evaluation point
@@ -169,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--show-sbatch", action="store_true", help="with --dry-run: print the sbatch scripts")
     parser.add_argument("--force-config", action="store_true", help="resume even though the config changed")
-    parser.add_argument("--stop-after", choices=STAGES, metavar="STAGE",
+    parser.add_argument("--stop-after", choices=RUN_STAGES + STAGES, metavar="STAGE",
                         help="stop once this stage of the next unfinished iteration is done (e.g. judge, to "
-                             "inspect answers and judgments first); the same command without it goes on")
+                             "inspect answers and judgments first; sft: once the initial tribe is trained); "
+                             "the same command without it goes on")
     args = parser.parse_intermixed_args(argv)  # overrides may come before and after options
     try:
         cfg = load_config(args.config, args.overrides)
@@ -179,14 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         eval_plan.check_eval(cfg, [i.text for i in instructions])
         methods.check_method(cfg, instructions)
+        if args.stop_after == "sft" and not cfg.sft.data:
+            raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
+                              "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")
         paths = RunPaths(cfg.run.dir)
+        # a bad SFT file or an empty slice fails here, not in a job; once the stage is done its
+        # (possibly gigabytes of) data is not read again: a changed sft section is refused below
+        sft_sizes = {} if paths.is_done(INITIAL, "sft") else check_sft(cfg)
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
         log.error("config error: %s", err)
         return 2
     if args.dry_run:
         plan = first_plan(cfg)
-        print(dry_run(cfg, paths, plan))
+        print(dry_run(cfg, paths, plan, sft_sizes))
         if args.show_sbatch:
             print(sbatch_scripts(cfg, paths, plan))
         return 0
@@ -214,7 +227,17 @@ def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:
 
 
 def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | None) -> bool:
-    """Every iteration, each followed by its evaluation point; False: stopped at `stop_after`."""
+    """The sft stage (with sft.data), then every iteration, each followed by its evaluation point;
+    False: stopped at `stop_after`."""
+    if cfg.sft.data:
+        if not paths.is_done(INITIAL, "sft"):
+            run_one_stage(cfg, paths, events, "sft", INITIAL)
+        if stop_after == "sft":
+            events.write("driver_stopped", iteration=INITIAL, stage="sft")
+            print(tribe_table(cfg, paths))
+            log.info("stopped after sft (--stop-after, init-tribe): the initial tribe is trained; run the same "
+                     "config without it to go on into SPARTA")
+            return False
     points = eval_plan.eval_points(cfg)
     if INITIAL in points:
         run_eval_point(cfg, paths, events, INITIAL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .config import InstructionsConfig
 from .config_overrides import ConfigError
@@ -73,19 +74,22 @@ def demo_instructions() -> list[Instruction]:
     return items
 
 
-def _rows(path: Path) -> list[tuple[str, object]]:
-    """(location, row) pairs from a .jsonl, .json or .parquet file."""
+def iter_rows(path: Path, setting: str = "instructions.source") -> Iterator[tuple[str, object]]:
+    """(location, row) pairs from a .jsonl, .json or .parquet file, streamed where the format allows
+    (a JSON Lines file line by line, a Parquet file by record batch): SFT data can be gigabytes.
+    `setting` names the config field that points at the file, for the error messages."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path}:{lineno}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-        return rows
+        with open(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+                yield f"{path}:{lineno}", row
+        return
     if suffix == ".json":
         try:
             data = json.loads(path.read_text())
@@ -93,16 +97,26 @@ def _rows(path: Path) -> list[tuple[str, object]]:
             raise ConfigError(f"{path}: not valid JSON ({err})") from err
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON list of objects")
-        return [(f"{path}[{i}]", row) for i, row in enumerate(data)]
+        yield from ((f"{path}[{i}]", row) for i, row in enumerate(data))
+        return
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+            i = 0
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield f"{path} row {i}", row
+                    i += 1
         except Exception as err:  # pyarrow raises several types for a bad file
             raise ConfigError(f"{path}: cannot read as Parquet: {err}") from err
-        return [(f"{path} row {i}", row) for i, row in enumerate(table.to_pylist())]
-    raise ConfigError(f"instructions.source: {path} has an unknown extension (use .jsonl, .json or .parquet)")
+        return
+    raise ConfigError(f"{setting}: {path} has an unknown extension (use .jsonl, .json or .parquet)")
+
+
+def _rows(path: Path) -> list[tuple[str, object]]:
+    return list(iter_rows(path))
 
 
 def load_instructions(cfg: InstructionsConfig) -> list[Instruction]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .config import Config, Resources
 from .events import EventLog, Progress
-from .paths import ARRAY_STAGES, RunPaths
+from .paths import ARRAY_STAGES, INITIAL, RunPaths
 from .tasks import StageTask
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     if not tasks:
         return
     executor = make_executor(cfg, paths, stage)
-    label = f"[iter {iteration}] {stage}"
+    when = "before iteration 0" if iteration == INITIAL else f"iteration {iteration}"  # sft, initial evaluation
+    label = f"[{'initial' if iteration == INITIAL else f'iter {iteration}'}] {stage}"
     # Slurm throttles an array itself (cluster.<stage>.array_parallelism)
     parallel = cfg.cluster.local_parallel if cfg.cluster.executor == "local" else len(tasks)
     driver_pid = os.getpid() if cfg.cluster.executor == "local" else None
@@ -203,7 +204,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             if in_process:
                 raise error
             raise StageFailed(
-                f"{stage} (iteration {iteration}) task {attempt.task} failed {attempt.number} times; "
+                f"{stage} ({when}) task {attempt.task} failed {attempt.number} times; "
                 f"see its log {log_file}. Fix the cause and run the same command again to resume.")
         progress.update(done, len(running), retried)
     events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),

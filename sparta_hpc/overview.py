@@ -1,4 +1,4 @@
-"""What the driver prints: the plan of a dry run, its sbatch scripts, the closing summary table."""
+"""What the driver prints: the plan of a dry run, its sbatch scripts, the initial tribe, the closing summary."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from .eval import data as eval_data
 from .eval import plan as eval_plan
 from .io_utils import read_json
 from .paths import INITIAL, JOB_STAGES, RunPaths
+from .sft_data import member_source
 from .stages import plan as plan_stage
 
 
@@ -15,8 +16,8 @@ def first_plan(cfg: Config) -> dict:
     return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
 
 
-def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
-    """The plan a person checks before spending cluster time."""
+def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None) -> str:
+    """The plan a person checks before spending cluster time (`sft_sizes`: sft_data.check_sft's)."""
     groups = plan["groups"]
     lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
              f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
@@ -28,6 +29,7 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
     n_gen = -(-cfg.tribe.duels_per_iteration // cfg.generate.duels_per_shard)
     n_judge = -(-cfg.tribe.duels_per_iteration // cfg.judge.duels_per_shard)
 
+    lines += sft_lines(cfg, sft_sizes or {})
     lines += ["per iteration:",
               "  plan       in the driver",
               f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
@@ -42,6 +44,41 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict) -> str:
               + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
               ] + eval_lines(cfg) + resource_lines(cfg)
     return "\n".join(lines)
+
+
+def sft_lines(cfg: Config, sizes: dict) -> list[str]:
+    """The sft stage of a dry run: one job per member, its slice and how much of it is used."""
+    if not cfg.sft.data:
+        return []
+    sc, tc = cfg.sft, cfg.train
+    steps = f"{sc.max_steps} steps" if sc.max_steps > 0 else f"{sc.epochs:g} epoch(s)"
+    lines = [f"before iteration 0: sft  {len(cfg.members)} SFT jobs, one per member, on {sc.data} "
+             f"(LoRA r={tc.lora_r}, lr {sc.learning_rate}, {steps}, batch {sc.batch_size} x "
+             f"{sc.gradient_accumulation_steps}, max_length {sc.max_length}"
+             + (f", DeepSpeed {tc.deepspeed}" if tc.deepspeed else "") + ") -> RUN/sft/<member>/adapter"]
+    width = max(len(n) for n in cfg.member_names())
+    for m in cfg.members:
+        size = sizes.get(m.name, {})
+        start = f"continues {m.adapter}" if m.adapter else "fresh LoRA"
+        if not size:  # the stage is done: its data was not read again
+            lines.append(f"  {m.name:{width}s}  slice {member_source(m)!r}: done")
+            continue
+        lines.append(f"  {m.name:{width}s}  slice {member_source(m)!r}: {size['rows']} rows, {size['used']} used, "
+                     f"{start}")
+    return lines
+
+
+def tribe_table(cfg: Config, paths: RunPaths) -> str:
+    """The initial tribe after the sft stage: each member's slice, steps, loss and adapter."""
+    rows = [f"{'member':12s}  {'slice':14s}  {'examples':>8}  {'steps':>5}  {'loss first -> last':>18}  adapter"]
+    for m in cfg.members:
+        marker = paths.marker(INITIAL, "sft", m.name)
+        s = read_json(marker) if marker.exists() else {}
+        loss = (f"{s['first_loss']:.3f} -> {s['last_loss']:.3f}" if s.get("first_loss") is not None
+                else "-")
+        rows.append(f"{m.name:12s}  {member_source(m):14s}  {s.get('examples', '-'):>8}  {s.get('steps', '-'):>5}  "
+                    f"{loss:>18}  {paths.sft_adapter(m.name)}")
+    return "\n".join(rows)
 
 
 def eval_lines(cfg: Config) -> list[str]:
@@ -88,7 +125,9 @@ def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
 
     counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
               "aggregate": 1, "train": len(cfg.members)}
-    return "\n".join(f"# ---- {stage}: {n} task(s) (iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
+    if cfg.sft.data:
+        counts = {"sft": len(cfg.members), **counts}
+    return "\n".join(f"# ---- {stage}: {n} task(s) ({'before ' if stage == 'sft' else ''}iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
                      for stage, n in counts.items())
 
 

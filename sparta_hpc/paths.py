@@ -9,6 +9,10 @@
       cache/<stage>-<task>/          per-task engine caches (vLLM, inductor); cache/torch_extensions/
       ratings/iter_0000.json         ratings at the start of each iteration
       export/iter_0000/              `sparta-hpc export` output (default place)
+      sft/                           the initial tribe (only with sft.data): before iteration 0
+        <member>/                    checkpoints of a member's SFT job (+ initial_adapter/: its fresh LoRA)
+        <member>/adapter/            the member's expert adapter: its weights at iteration 0
+        done/sft.<member>, done/sft  completion markers (a member's holds its JSON summary)
       iter_0000/
         plan.json                    instructions, who answers (authors) and judges each, shards
         generate/g00_s0003.json      responses of base-model group 0 for duel shard 3
@@ -38,12 +42,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Run-level stages, once before iteration 0 (`sft`: the initial tribe, only with sft.data);
+# their "iteration" is INITIAL.
+RUN_STAGES = ("sft",)
 STAGES = ("plan", "generate", "judge", "gather", "aggregate", "train")
 # An evaluation point's stages (its plan is written by the driver): answers, the evaluator's
 # ratings of open-ended answers, and the scores (lm-eval's metrics, one CPU job)
 EVAL_STAGES = ("evaluate", "rate", "score")
-JOB_STAGES = STAGES[1:] + EVAL_STAGES  # plan runs in the driver
-ARRAY_STAGES = ("generate", "judge", "train", "evaluate", "rate")  # many tasks (job arrays); the others are one job
+JOB_STAGES = RUN_STAGES + STAGES[1:] + EVAL_STAGES  # plan runs in the driver
+ARRAY_STAGES = ("sft", "generate", "judge", "train", "evaluate", "rate")  # many tasks (job arrays); the others are one job
 INITIAL = -1  # the evaluation point of the members as they start, before iteration 0
 
 
@@ -120,13 +127,35 @@ class RunPaths:
         return self.iteration(iteration) / "adapters" / member
 
     def marker(self, iteration: int, stage: str, member: str | None = None) -> Path:
-        """A stage's completion marker; evaluation stages: `iteration` is the evaluation point."""
+        """A stage's completion marker; evaluation stages: `iteration` is the evaluation point;
+        run-level stages (sft): `iteration` is ignored (INITIAL)."""
         name = stage if member is None else f"{stage}.{member}"
-        folder = self.eval_point(iteration) if stage in EVAL_STAGES else self.iteration(iteration)
+        if stage in RUN_STAGES:
+            folder = self.sft_root
+        else:
+            folder = self.eval_point(iteration) if stage in EVAL_STAGES else self.iteration(iteration)
         return folder / "done" / name
 
     def is_done(self, iteration: int, stage: str, member: str | None = None) -> bool:
         return self.marker(iteration, stage, member).exists()
+
+    # the initial tribe (sft stage): one expert adapter per member, before iteration 0
+
+    @property
+    def sft_root(self) -> Path:
+        return self.root / "sft"
+
+    def sft_dir(self, member: str) -> Path:
+        """A member's SFT job folder: its checkpoints (checkpoint-N/)."""
+        return self.sft_root / member
+
+    def sft_initial_adapter(self, member: str) -> Path:
+        """The fresh LoRA a member's SFT starts from (saved for resumes and comparisons)."""
+        return self.sft_dir(member) / "initial_adapter"
+
+    def sft_adapter(self, member: str) -> Path:
+        """The member's expert adapter: its weights at the start of iteration 0."""
+        return self.sft_dir(member) / "adapter"
 
     # evaluation: point t is the members after iteration t's training, INITIAL before iteration 0
 

@@ -3,8 +3,8 @@
 Kept free of heavy imports at module level: the driver pickles a `StageTask`,
 and the job imports only the stage it runs. `StageTask` is checkpointable: on
 a timeout or preemption (SIGUSR2 from Slurm) submitit requeues it with the
-same arguments, and the rerun skips finished shards or resumes DPO from its
-last checkpoint.
+same arguments, and the rerun skips finished shards or resumes SFT or DPO
+from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import submitit
 
 from .io_utils import free_port
 from .logs import setup_logging
-from .paths import EVAL_STAGES, STAGES, RunPaths
+from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -71,7 +71,7 @@ def cpu_only_setup(paths: RunPaths) -> None:
 def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
              driver_pid: int | None = None) -> dict:
     """Run one task; returns its wall time and peak memory for the driver's event log."""
-    if stage not in STAGES + EVAL_STAGES:
+    if stage not in RUN_STAGES + STAGES + EVAL_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     if driver_pid is not None:
         _exit_with_driver(driver_pid)
@@ -81,7 +81,7 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     cfg, paths = load_run(run_dir)
     # a job's own process logs our way; in the driver's process (debug executor) the driver's set-up stays
     setup_logging(replace=cfg.cluster.executor != "debug")
-    distributed_setup(stage == "train" and bool(cfg.train.deepspeed))
+    distributed_setup(stage in ("sft", "train") and bool(cfg.train.deepspeed))
     cpu_only_setup(paths)
     module = importlib.import_module(f"sparta_hpc.stages.{stage}")
     if task is None:

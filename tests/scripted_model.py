@@ -7,7 +7,9 @@ judge it reads that quality back from the response in the judge prompt, with
 a small offset of its own, and is silent (no parsable score) on about one
 response in eight, as real small judges are. `scripted_train` stands in for
 one member's DPO: it reads the iteration's pairs and writes an adapter that
-records one more round.
+records one more round; `scripted_sft` stands in for one member's SFT (the
+sft stage): it reads the member's real slice of the SFT data and writes an
+expert adapter that records it.
 
     with scripted_models() as opened:   # every stage in this process uses them
         driver.main([...])
@@ -29,7 +31,8 @@ from sparta_hpc import backends
 from sparta_hpc.algorithm.judging import parse_score
 from sparta_hpc.backends import Batch, Generated
 from sparta_hpc.io_utils import atomic_write_json, atomic_write_text
-from sparta_hpc.stages import train
+from sparta_hpc.sft_data import member_examples, member_source
+from sparta_hpc.stages import sft, train
 from sparta_hpc.stages.common import member_adapter
 
 RESPONSE = re.compile(r"\[Response\]\n(.*)\Z", re.S)
@@ -145,14 +148,27 @@ def scripted_train(cfg, paths, iteration: int, member: int) -> dict:
     return {"pairs": len(rows), "steps": 1 if rows else 0}
 
 
+def scripted_sft(cfg, paths, member: int) -> dict:
+    """One member's "SFT": an expert adapter that records its slice (and the adapter it started from)."""
+    m = cfg.members[member]
+    examples, rows = member_examples(cfg, member, seed=digest("sft", m.name))
+    out = paths.sft_adapter(m.name)
+    atomic_write_text(out / "adapter_config.json", json.dumps({"r": 8, "scripted": True}))
+    atomic_write_json(out / "scripted.json", {"rounds": adapter_rounds(m.adapter), "sft": member_source(m),
+                                               "examples": len(examples), "started_from": m.adapter})
+    return {"source": member_source(m), "slice_rows": rows, "examples": len(examples), "steps": 1,
+            "first_loss": 2.0, "last_loss": 1.0}
+
+
 @contextlib.contextmanager
 def scripted_models():
-    """Every model load in this process becomes a ScriptedGroup, every DPO `scripted_train`.
+    """Every model load in this process becomes a ScriptedGroup, every DPO `scripted_train`,
+    every SFT `scripted_sft`.
 
     Yields the list of loads: (slot, base model, {member: adapter path}), one per load.
     """
     opened: list[tuple[str, str, dict]] = []
-    original_open, original_train = backends.open_group, train.train_member
+    original_open, original_train, original_sft = backends.open_group, train.train_member, sft.sft_member
 
     def open_group(backend, model, adapters, *, dtype, engine, cache_dir, seed):
         slot = Path(cache_dir).name  # paths.cache("<stage>-<task>")
@@ -162,8 +178,8 @@ def scripted_models():
         opened.append((slot, model, dict(adapters)))
         return ScriptedGroup(model, adapters)
 
-    backends.open_group, train.train_member = open_group, scripted_train
+    backends.open_group, train.train_member, sft.sft_member = open_group, scripted_train, scripted_sft
     try:
         yield opened
     finally:
-        backends.open_group, train.train_member = original_open, original_train
+        backends.open_group, train.train_member, sft.sft_member = original_open, original_train, original_sft

@@ -23,10 +23,11 @@ def load_run(run_dir: str | Path) -> tuple[Config, RunPaths]:
 
 
 def member_adapter(cfg: Config, paths: RunPaths, iteration: int, member: int) -> str | None:
-    """The LoRA adapter member `member` starts iteration `iteration` with (None: the bare base)."""
+    """The LoRA adapter member `member` starts iteration `iteration` with (None: the bare base).
+    Iteration 0: its expert adapter from the sft stage when sft.data is set, else the config's."""
     m = cfg.members[member]
     if iteration == 0:
-        return m.adapter
+        return str(paths.sft_adapter(m.name)) if cfg.sft.data else m.adapter
     return str(paths.adapter(iteration - 1, m.name))
 
 
