@@ -47,8 +47,7 @@ def naive_vs_batched(run_dir: Path) -> dict:
     import torch
 
     from sparta_hpc.backends.hf import HFGroup
-    from sparta_hpc.stages.common import load_run
-    from sparta_hpc.stages.common import with_system
+    from sparta_hpc.stages.common import load_run, with_system
 
     torch.set_num_threads(2)
     cfg, paths = load_run(run_dir)

@@ -209,6 +209,15 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Where TRL's training metrics and the pipeline's own go (sparta_hpc/tracking.py); offline."""
+
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
+    project: str | None = None  # W&B project / MLflow experiment; None: "sparta_hpc" / the group
+    group: str | None = None  # the tribe's group of runs; None: the run directory's name
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one job of a stage asks Slurm for (ignored by the local executor)."""
 
@@ -275,6 +284,7 @@ class Config:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property

@@ -20,11 +20,11 @@ import sys
 import time
 from dataclasses import replace
 
-from .config import Config, ConfigError, config_to_yaml, load_config, validate
-from .events import EventLog, clock
 from . import methods
+from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import table as eval_table
+from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import atomic_write_json, atomic_write_text, read_json
 from .launch import StageFailed, run_stage
@@ -33,6 +33,7 @@ from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_
 from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .sft_data import check_sft
 from .stages import plan as plan_stage
+from .tracking import check_tracking
 
 log = logging.getLogger("sparta_hpc")
 
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         eval_plan.check_eval(cfg, [i.text for i in instructions])
         methods.check_method(cfg, instructions)
+        check_tracking(cfg)
         if args.stop_after == "sft" and not cfg.sft.data:
             raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
                               "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import load_config
 from .archive import pair_rows, read_archive, read_ratings_from
+from .config import load_config
 from .io_utils import atomic_write_json, atomic_write_text
 from .paths import RunPaths
 from .ratings_file import ratings_to_json
@@ -49,7 +49,8 @@ def export(run_dir: Path, iteration: int, out: Path | None = None, duels: bool =
         raise ExportError(f"{run_dir}: --duels exports SPARTA's duels for replay; this run is a single-model "
                           "method (its pairs are exported without it)")
     if not paths.is_done(iteration, "aggregate"):
-        raise ExportError(f"{run_dir}: iteration {iteration} is not aggregated yet (no {paths.marker(iteration, 'aggregate')})")
+        raise ExportError(f"{run_dir}: iteration {iteration} is not aggregated yet "
+                          f"(no {paths.marker(iteration, 'aggregate')})")
     out = Path(out or paths.export(iteration))
     archive = read_archive(paths.archive(iteration))
     names = json.loads(archive["attrs"]["members"])

@@ -127,8 +127,8 @@ def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
               "aggregate": 1, "train": len(cfg.members)}
     if cfg.sft.data:
         counts = {"sft": len(cfg.members), **counts}
-    return "\n".join(f"# ---- {stage}: {n} task(s) ({'before ' if stage == 'sft' else ''}iteration 0)\n" + sbatch_script(cfg, stage, n, str(paths.logs))
-                     for stage, n in counts.items())
+    return "\n".join(f"# ---- {stage}: {n} task(s) ({'before ' if stage == 'sft' else ''}iteration 0)\n"
+                     + sbatch_script(cfg, stage, n, str(paths.logs)) for stage, n in counts.items())
 
 
 def baseline_table(cfg: Config, paths: RunPaths) -> str:

@@ -9,6 +9,7 @@
       cache/<stage>-<task>/          per-task engine caches (vLLM, inductor); cache/torch_extensions/
       ratings/iter_0000.json         ratings at the start of each iteration
       export/iter_0000/              `sparta-hpc export` output (default place)
+      tracking/                      TensorBoard, W&B offline, MLflow files (tracking.report_to)
       sft/                           the initial tribe (only with sft.data): before iteration 0
         <member>/                    checkpoints of a member's SFT job (+ initial_adapter/: its fresh LoRA)
         <member>/adapter/            the member's expert adapter: its weights at iteration 0
@@ -20,7 +21,8 @@
         iter_0000.h5                 the archive (gather, then aggregate)
         pairs.jsonl                  preference pairs in TRL's conversational format
         summary.json                 duels, valid judgments, pairs, ratings (for the driver's table)
-        train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA)
+        train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA,
+                                     log_history.json: TRL's per-step metrics)
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
       eval/prompts/<task>.<split>.json   each evaluation task's prompts (built once by lm-eval)
@@ -50,7 +52,8 @@ STAGES = ("plan", "generate", "judge", "gather", "aggregate", "train")
 # ratings of open-ended answers, and the scores (lm-eval's metrics, one CPU job)
 EVAL_STAGES = ("evaluate", "rate", "score")
 JOB_STAGES = RUN_STAGES + STAGES[1:] + EVAL_STAGES  # plan runs in the driver
-ARRAY_STAGES = ("sft", "generate", "judge", "train", "evaluate", "rate")  # many tasks (job arrays); the others are one job
+# many tasks (job arrays); the others are one job
+ARRAY_STAGES = ("sft", "generate", "judge", "train", "evaluate", "rate")
 INITIAL = -1  # the evaluation point of the members as they start, before iteration 0
 
 
@@ -117,6 +120,14 @@ class RunPaths:
 
     def train_dir(self, iteration: int, member: str) -> Path:
         return self.iteration(iteration) / "train" / member
+
+    def train_log(self, iteration: int, member: str) -> Path:
+        return self.train_dir(iteration, member) / "log_history.json"
+
+    @property
+    def tracking(self) -> Path:
+        """TensorBoard event files, W&B offline runs, MLflow's file store (tracking.report_to)."""
+        return self.root / "tracking"
 
     def initial_adapter(self, iteration: int, member: str) -> Path:
         """The fresh LoRA a member without an adapter starts its DPO from (saved for resumes)."""

@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sparta_hpc.config import ConfigError, load_config, validate
+from sparta_hpc.config import ConfigError, InstructionsConfig, load_config, validate
 from sparta_hpc.instructions import demo_instructions, load_instructions
-from sparta_hpc.config import InstructionsConfig
 
 from .conftest import ROOT
 

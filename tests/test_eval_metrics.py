@@ -11,8 +11,7 @@ import math
 
 import pytest
 
-from sparta_hpc.eval import evaluator_messages, load_task, normalize_text, overlap
-from sparta_hpc.eval import harness
+from sparta_hpc.eval import evaluator_messages, harness, load_task, normalize_text, overlap
 from sparta_hpc.eval.answers import extract_letter, last_boxed
 
 

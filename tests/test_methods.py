@@ -11,8 +11,15 @@ import yaml
 from sparta_hpc import driver
 from sparta_hpc.archive import read_archive
 from sparta_hpc.io_utils import read_json
-from sparta_hpc.methods.pairs import (best_vs_worst, judge_pairs, meta_candidates, spin_pairs, sppo_pairs,
-                                      symmetric_preference, win_rates)
+from sparta_hpc.methods.pairs import (
+    best_vs_worst,
+    judge_pairs,
+    meta_candidates,
+    spin_pairs,
+    sppo_pairs,
+    symmetric_preference,
+    win_rates,
+)
 from sparta_hpc.paths import INITIAL, STAGES, RunPaths
 
 from .conftest import ROOT

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 # shard 1) and two sampled judge rounds.
 DUELS, ROUNDS = 6, 2
 OVERRIDES = [f"tribe.duels_per_iteration={DUELS}", "generate.duels_per_shard=4", "judge.duels_per_shard=2",
-             f"judge.rounds={ROUNDS}", "judge.temperature=0.7", "train.max_steps=2", "train.save_steps=1"] + [
+             f"judge.rounds={ROUNDS}", "judge.temperature=0.7", "train.max_steps=2", "train.save_steps=1",
+             "tracking.report_to=tensorboard"] + [
     f"tribe.members.{m}.max_new_tokens=24" for m in ("concise", "stepwise", "friendly", "plain")]
 MEMBERS = ["concise", "stepwise", "friendly", "plain"]
 
@@ -115,6 +116,21 @@ def test_every_member_adapter_was_trained(reference_run):
         assert len(changed) == len(before), f"{name}: only {len(changed)} of {len(before)} tensors changed"
         summary = json.loads(paths.marker(0, "train", name).read_text())
         assert summary["steps"] == 2 and summary["pairs"] >= 1
+
+
+def test_trls_training_metrics_reach_tensorboard_and_the_log_history_is_kept(reference_run):
+    from .test_pipeline_fast import scalars
+
+    run_dir, _ = reference_run
+    paths = RunPaths(run_dir)
+    for name in MEMBERS:
+        history = json.loads(paths.train_log(0, name).read_text())
+        losses = [h["loss"] for h in history if "loss" in h]
+        assert len(losses) == 2 and "rewards/margins" in history[0]
+        found = scalars(paths.tracking / "tensorboard" / "train" / name / "iter_0000")
+        assert [v for _, v in found["train/loss"]] == pytest.approx(losses)
+        assert "train/rewards/accuracies" in found
+    assert "rating/concise" in scalars(paths.tracking / "tensorboard" / "pipeline")
 
 
 def test_the_second_iteration_continues_from_the_first(reference_run):

@@ -47,6 +47,7 @@ def write_config(folder: Path) -> Path:
               "judge": {"duels_per_shard": 2, "rounds": 2, "temperature": 0.7, "answer_prefix": '{"score": '},
               "eval": {"tasks": EVAL_TASKS, "data_dir": str(SAMPLES), "limit": 3, "items_per_shard": 2,
                        "evaluator": {"model": str(folder / "base-a")}},
+              "tracking": {"report_to": "tensorboard"},
               "cluster": {"executor": "debug", "max_retries": 1}}
     path = folder / "fast.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -265,3 +266,46 @@ def test_sparta_hpc_eval_adds_a_task_to_a_point_and_recomputes_nothing_else(run,
     assert submitted == {"medqa"}, "only the new task is answered"
     assert sum(e["event"] == "task_submit" and e["stage"] == "score" for e in new) == 1  # the second call: nothing
     assert read_json(paths.eval_result(0, "ada", "medqa"))["test"]["items"] == 3
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar TensorBoard finds in a folder's event files: {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found: dict[str, list] = {}
+    for events_file in sorted(folder.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events_file))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            found.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return found
+
+
+def test_the_pipeline_metrics_reach_tensorboard(run):
+    _, paths, _ = run
+    found = scalars(paths.tracking / "tensorboard" / "pipeline")
+    for t in range(2):  # each iteration's ratings and pairs at step t + 1
+        ratings = read_json(paths.ratings(t + 1))
+        for m in MEMBERS:
+            assert (t + 1, pytest.approx(ratings[m]["rating"], rel=1e-6)) in found[f"rating/{m}"]
+        assert (t + 1, len(paths.pairs(t).read_text().splitlines())) in found["pairs/count"]
+    assert {s for s, _ in found["judge_parse_rate/ada"]} == {1, 2}
+    # the evaluation of every point: the initial one at step 0
+    score = read_json(paths.eval_result(INITIAL, "bo", "gsm8k"))["test"]["score"]
+    assert (0, pytest.approx(score)) in found["eval/gsm8k/test/bo"]
+    assert {s for s, _ in found["eval/com2/dev/ed"]} == {0, 1, 2}
+
+
+def test_wandb_runs_offline_under_the_run_directory(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from sparta_hpc.config import Config, RunConfig, TrackingConfig
+    from sparta_hpc.tracking import log_pipeline
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for name in ("WANDB_DIR", "WANDB_PROJECT"):  # set by log_pipeline: restored after the test
+        monkeypatch.setenv(name, "")
+    paths = RunPaths(tmp_path / "run")
+    cfg = Config(run=RunConfig(dir=str(paths.root)), tracking=TrackingConfig(report_to="wandb"))
+    log_pipeline(cfg, paths, 1, {"rating/ada": 101.5, "pairs/count": 7})
+    runs = list((paths.tracking / "wandb").glob("offline-run-*"))
+    assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())

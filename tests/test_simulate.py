@@ -1,9 +1,9 @@
 import subprocess
 import sys
 
-from sparta_hpc.algorithm.simulate import SimulationConfig, kendall_tau, simulate
-
 import numpy as np
+
+from sparta_hpc.algorithm.simulate import SimulationConfig, kendall_tau, simulate
 
 
 def test_kendall_tau_matches_known_values():

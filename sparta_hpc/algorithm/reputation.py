@@ -19,8 +19,8 @@ floats with everything that is constant within an iteration precomputed;
 from __future__ import annotations
 
 import math
-from operator import mul
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Sequence
 
 import numpy as np

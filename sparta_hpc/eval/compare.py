@@ -82,8 +82,8 @@ def render(run_dirs: list[Path], fmt: str = "md") -> str:
         for r in rows:
             w.writerow([r["label"], *(_value(r["figures"][t]) for t in tasks), r["improvement"]])
         return out.getvalue()
-    lines = [f"Selected on {table['select']}, reported on {table['split']}; the best value per column in bold; the last "
-             "column is the mean over the tasks of method / BEST INIT - 1.", "",
+    lines = [f"Selected on {table['select']}, reported on {table['split']}; the best value per column in bold; "
+             "the last column is the mean over the tasks of method / BEST INIT - 1.", "",
              "| method | " + " | ".join(tasks) + " | vs BEST INIT |", "|---|" + "---|" * (len(tasks) + 1)]
     for r in rows:
         cells = []

@@ -18,7 +18,8 @@ from ..config import Config
 from ..io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
 from ..methods.rows import baseline_rows, counts
 from ..paths import RunPaths
-from ..ratings_file import earlier_ratings, ratings_to_json
+from ..ratings_file import earlier_ratings, load_ratings, ratings_to_json
+from ..tracking import iteration_metrics, log_pipeline
 from .common import stage_main
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
                "judgments": sum(r["judgments"] for r in report.values()),
                "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report}
     atomic_write_json(paths.summary(iteration), summary)
+    _, ratings = load_ratings(paths.ratings(iteration + 1))
+    log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, dict(zip(names, ratings.rating)),
+                                                            dict(zip(names, ratings.deviation))))
     mark_done(paths.marker(iteration, "aggregate"))
     log.info("iteration %d (%s): %d response pairs, %d judge pairs from %d instructions", iteration, cfg.method,
              summary["pairs"], summary["judge_pairs"], summary["instructions"])
@@ -57,11 +61,15 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_json(paths.ratings(iteration + 1), ratings_to_json(names, result.ratings))
     report = json.loads(archive["attrs"]["judge_report"])
-    atomic_write_json(paths.summary(iteration), {
-        "method": "sparta", "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
-        "judgments": sum(r["judgments"] for r in report.values()),
-        "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report, "pairs": len(rows),
-        "ratings": {n: float(r) for n, r in zip(names, result.ratings.rating)}})
+    margins = [r["score_chosen"] - r["score_rejected"] for r in rows]
+    summary = {"method": "sparta", "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
+               "judgments": sum(r["judgments"] for r in report.values()),
+               "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report, "pairs": len(rows),
+               "mean_margin": sum(margins) / len(margins) if margins else None,
+               "ratings": {n: float(r) for n, r in zip(names, result.ratings.rating)}}
+    atomic_write_json(paths.summary(iteration), summary)
+    log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, summary["ratings"],
+                                                            dict(zip(names, result.ratings.deviation))))
     mark_done(paths.marker(iteration, "aggregate"))
     log.info("iteration %d: %d of %d duels had a valid judge, %d preference pairs", iteration,
              int((result.n_judges > 0).sum()), len(duels), len(rows))

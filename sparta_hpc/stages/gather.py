@@ -15,9 +15,9 @@ from importlib import metadata
 import numpy as np
 
 from ..archive import write_gathered
-from ..methods.pairs import symmetric_preference
 from ..config import Config, config_to_yaml
 from ..io_utils import mark_done, read_json
+from ..methods.pairs import symmetric_preference
 from ..paths import RunPaths
 from ..ratings_file import load_ratings
 from .common import read_plan, stage_main

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 Slot = tuple[int, int]  # (instruction, slot): SPARTA's slot 0 is the duel's first duelist
 
 
-def generate_requests(cfg: Config, plan: dict, iteration: int, group: int, shard: int) -> list[tuple[Batch, list[Slot]]]:
+def generate_requests(cfg: Config, plan: dict, iteration: int, group: int,
+                      shard: int) -> list[tuple[Batch, list[Slot]]]:
     """Per member of base-model group `group` that answers in shard `shard`: its prompts (one per
     slot it takes) with its sampling settings, and the slots they answer."""
     requests = []

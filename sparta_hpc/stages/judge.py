@@ -21,13 +21,21 @@ import time
 from dataclasses import dataclass
 
 from .. import backends
-from ..algorithm.judging import (CANDIDATES, CHOICES, SCORE_PREFIX, SCORES, expected_score, first_wins,
-                                 judge_messages, parse_score)
+from ..algorithm.judging import (
+    CANDIDATES,
+    CHOICES,
+    SCORE_PREFIX,
+    SCORES,
+    expected_score,
+    first_wins,
+    judge_messages,
+    parse_score,
+)
 from ..backends import Batch
 from ..config import Config
 from ..io_utils import atomic_write_json, read_json
-from ..paths import RunPaths
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
+from ..paths import RunPaths
 from .common import member_adapter, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from ..eval.plan import item_values
 from ..eval.task import rating_result, score_rows
 from ..io_utils import atomic_write_json, atomic_write_text, mark_done, read_json
 from ..paths import INITIAL, RunPaths
+from ..tracking import log_pipeline
 from .common import stage_main
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ def run(cfg: Config, paths: RunPaths, point: int) -> None:
                               {"task": task, "member": member, **per_split, "settings": settings})
     atomic_write_json(paths.eval_summary(point), {"point": point, "members": plan["members"], "scores": scores,
                                                  "settings": settings})
+    log_pipeline(cfg, paths, point + 1, {f"eval/{task}/{split}/{member}": f["score"] for member, tasks in scores.items()
+                                         for task, per_split in tasks.items() for split, f in per_split.items()})
     mark_done(paths.marker(point, "score"))
     log.info("evaluation point %s: %d members x %d task splits scored", settings["point"], len(plan["members"]),
              len(plan["items"]))

@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from ..io_utils import mark_done
+from ..io_utils import atomic_write_json, mark_done
 from ..paths import RunPaths
+from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
+
 # the LoRA helpers shared with the sft stage (names kept importable from here)
 from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
 
@@ -54,8 +56,9 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
         if is_main_rank():
             save_adapter(model, paths.adapter(iteration, m.name))
         return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
-    args = DPOConfig(**training_arguments(cfg, tc, work, seed), beta=tc.beta,
-                     loss_type=cfg.loss_type,  # SPPO: sppo_hard
+    settings = training_arguments(cfg, tc, work, seed)
+    settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
+    args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
                      precompute_ref_log_probs=tc.precompute_ref_log_probs)
     trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
     resume = last_checkpoint(work)
@@ -64,6 +67,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     result = trainer.train(resume_from_checkpoint=resume)
     if is_main_rank():
         save_adapter(trainer.model, paths.adapter(iteration, m.name))
+        # TRL's per-step loss, rewards and margins, for the report's DPO curves
+        atomic_write_json(paths.train_log(iteration, m.name), trainer.state.log_history)
     return {"pairs": len(rows), **train_summary(cfg, trainer, result, resume), "loss_type": cfg.loss_type}
 
 
