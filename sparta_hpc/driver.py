@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
-from . import methods
+from . import methods, provenance
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import table as eval_table
@@ -180,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop once this stage of the next unfinished iteration is done (e.g. judge, to "
                              "inspect answers and judgments first; sft: once the initial tribe is trained); "
                              "the same command without it goes on")
+    parser.add_argument("--current-code", action="store_true",
+                        help="resume with the checkout's code (a new snapshot) instead of the run's snapshot")
     args = parser.parse_intermixed_args(argv)  # overrides may come before and after options
     try:
         cfg = load_config(args.config, args.overrides)
@@ -210,8 +214,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         log.error("%s", err)
         return 2
+    if argv is None and not args.current_code:
+        reexec_from_snapshot(paths)  # a resume runs the code the run started with (returns if it does)
     with lock:  # released when the driver returns (the kernel drops it if the process dies)
-        return drive(cfg, paths, sys.argv[1:] if argv is None else argv, changed, args.stop_after)
+        return drive(cfg, paths, sys.argv[1:] if argv is None else argv, changed, args.stop_after,
+                     current_code=args.current_code)
+
+
+def reexec_from_snapshot(paths: RunPaths) -> None:
+    """Run this driver from the run's code snapshot when it is not already (a resume after the
+    checkout changed): jobs and driver then execute the code the run started with."""
+    if not paths.provenance.exists():
+        return
+    code = read_json(paths.provenance).get("code", {})
+    package = Path(code.get("snapshot", ""), "sparta_hpc")
+    if not package.is_dir() or package.resolve() == Path(__file__).resolve().parent:
+        return
+    log.info("resuming with the run's code snapshot %s (git %s%s, taken %s); --current-code runs the checkout's",
+             code["snapshot"], code.get("commit"), ", dirty" if code.get("dirty") else "", code.get("taken"))
+    pythonpath = [code["snapshot"]] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath), PYTHONSAFEPATH="1")
+    os.execve(sys.executable, [sys.executable, "-m", "sparta_hpc.driver", *sys.argv[1:]], env)
 
 
 def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:
@@ -257,12 +280,17 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
 
 
 def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str] | None = None,
-          stop_after: str | None = None, points: list[int] | None = None) -> int:
+          stop_after: str | None = None, points: list[int] | None = None, current_code: bool = False) -> int:
     """Walk a locked run directory: its iterations and evaluation points, or with `points`
     only those evaluation points (`sparta-hpc eval`); the driver's exit status."""
-    atomic_write_text(paths.config, config_to_yaml(cfg))
     events = EventLog(paths.events)
-    events.write("driver_start", argv=argv)
+    if cfg.cluster.executor == "debug":  # every task runs in this process, on the code it imported
+        code = {"snapshot": None, "source": str(Path(__file__).resolve().parent)}
+    else:  # every job imports the run's snapshot
+        code = provenance.use_snapshot(paths, current_code)
+    provenance.write_config(paths, cfg)
+    events.write("driver_start", argv=argv, code=code.get("snapshot"), commit=code.get("commit"),
+                 dirty=code.get("dirty"))
     if changed:
         events.write(changed[0], diff=changed[1])
     start = time.time()

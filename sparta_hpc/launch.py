@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .config import Config, Resources
 from .events import EventLog, Progress
 from .paths import ARRAY_STAGES, INITIAL, RunPaths
+from .provenance import record_interpreter, write_config
 from .tasks import StageTask
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,12 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             error = attempt.error
             if error is None:
                 done += 1
+                result = attempt.job.results()[0]  # rank 0
+                versions = result.pop("versions", {})
                 events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
-                             job_id=str(attempt.job.job_id), **attempt.job.results()[0])  # rank 0
+                             job_id=str(attempt.job.job_id), **result)
+                if record_interpreter(paths, stage, result.get("interpreter", "?"), versions):
+                    write_config(paths, cfg)  # config.yaml's provenance block names the new interpreter
                 continue
             log_file = attempt.job.paths.stderr
             last_line = (str(error).strip().splitlines() or [repr(error)])[-1][:500]

@@ -3,6 +3,8 @@
     RUN/
       config.yaml                    the resolved config (a resume must match it)
       driver.lock                    held by the running driver (one driver per run)
+      code/NNNN-<commit>-<hash>/     the sparta_hpc code the jobs import (a snapshot per start or --current-code)
+      provenance.json                that code's git commit and dirty flag; each interpreter's package versions
       policy.json                    single-model methods: the member they align (BEST INIT)
       events.jsonl                   one JSON line per event (stage start/end, task retries, ...)
       logs/<stage>/<job id>/         submitit's job logs (stdout/stderr per task)
@@ -68,6 +70,15 @@ class RunPaths:
     @property
     def events(self) -> Path:
         return self.root / "events.jsonl"
+
+    @property
+    def code_root(self) -> Path:
+        """Snapshots of the sparta_hpc package the run's jobs import (NNNN-<commit>-<tree hash>/)."""
+        return self.root / "code"
+
+    @property
+    def provenance(self) -> Path:
+        return self.root / "provenance.json"
 
     @property
     def policy(self) -> Path:

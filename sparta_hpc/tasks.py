@@ -13,8 +13,10 @@ import importlib
 import logging
 import os
 import resource
+import sys
 import threading
 import time
+from pathlib import Path
 
 import submitit
 
@@ -88,9 +90,13 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
         module.run(cfg, paths, iteration)
     else:
         module.run(cfg, paths, iteration, task)
-    # ru_maxrss is in KiB on Linux
+    from . import provenance
+
+    # ru_maxrss is in KiB on Linux; the code and interpreter that ran: the run's provenance
     return {"seconds": round(time.time() - start, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "code": str(Path(__file__).resolve().parent), "interpreter": sys.executable,
+            "versions": provenance.versions()}
 
 
 class StageTask(submitit.helpers.Checkpointable):

