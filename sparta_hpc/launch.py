@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 
@@ -146,6 +147,29 @@ def adopt_in_flight(cfg: Config, paths: RunPaths, events: EventLog, stage: str, 
     return adopted
 
 
+# Waits between attempts to submit while Slurm refuses (a restarting slurmctld): about 8 minutes in all
+SUBMIT_WAITS = (5, 10, 20, 40, 60, 60, 60, 60, 60, 60, 60)
+
+
+def submit_retrying(submit, label: str, events: EventLog) -> list:
+    """`submit()` until Slurm takes it. sacct's outages submitit already bridges (it keeps the last
+    states); sbatch's would otherwise end the driver at the first failed submission."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    for n, wait in enumerate((*SUBMIT_WAITS, None), start=1):
+        try:
+            return submit()
+        except (FailedJobError, FailedSubmissionError, OSError, subprocess.SubprocessError) as err:
+            reason = (str(err).strip().splitlines() or [repr(err)])[-1][:300]
+            if wait is None:
+                raise StageFailed(f"{label}: Slurm refused the submission {n} times, the last: {reason}; check "
+                                  "`sinfo`/`squeue`, then run the same command again to resume") from err
+            log.warning("%s: submission refused (%s); retrying in %d s", label, reason, wait)
+            events.write("submit_retry", label=label, attempt=n, error=reason, wait=wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
 def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int,
               tasks: list[int | None]) -> None:
     """Run `tasks` of `stage` (None: the stage's single task) until all succeed or one runs out of retries."""
@@ -170,11 +194,12 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
         batch, waiting = waiting[:free], waiting[free:]
         jobs = []
         if batch == [None]:  # gather, aggregate: one plain job
-            jobs = [executor.submit(StageTask(), str(paths.root), stage, iteration, None, driver_pid)]
+            jobs = submit_retrying(lambda: [executor.submit(StageTask(), str(paths.root), stage, iteration, None,
+                                                            driver_pid)], label, events)
         elif batch:  # one job array (on Slurm) for everything that may start now
             n = len(batch)
-            jobs = executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n, [iteration] * n, batch,
-                                      [driver_pid] * n)
+            jobs = submit_retrying(lambda: executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n,
+                                                              [iteration] * n, batch, [driver_pid] * n), label, events)
         for task, job in zip(batch, jobs):
             attempts[task] += 1
             running.append(Attempt(task, attempts[task], job))

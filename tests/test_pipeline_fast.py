@@ -309,3 +309,27 @@ def test_wandb_runs_offline_under_the_run_directory(tmp_path, monkeypatch):
     log_pipeline(cfg, paths, 1, {"rating/ada": 101.5, "pairs/count": 7})
     runs = list((paths.tracking / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def test_a_refused_submission_is_retried_until_slurm_takes_it(tmp_path, monkeypatch):
+    from submitit.core.utils import FailedJobError
+
+    from sparta_hpc import launch
+    from sparta_hpc.events import EventLog
+
+    monkeypatch.setattr(launch, "SUBMIT_WAITS", (0, 0, 0))
+    log = EventLog(tmp_path / "events.jsonl")
+    calls = []
+
+    def submit():  # slurmctld down for two attempts
+        calls.append(1)
+        if len(calls) < 3:
+            raise FailedJobError("sbatch: error: Batch job submission failed: Unable to contact slurm controller")
+        return ["job"]
+
+    assert launch.submit_retrying(submit, "[iter 0] judge", log) == ["job"]
+    assert [e["attempt"] for e in log.read() if e["event"] == "submit_retry"] == [1, 2]
+    calls.clear()
+    monkeypatch.setattr(launch, "SUBMIT_WAITS", ())
+    with pytest.raises(launch.StageFailed, match="Slurm refused the submission 1 times.*Unable to contact"):
+        launch.submit_retrying(submit, "[iter 0] judge", log)
