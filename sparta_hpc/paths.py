@@ -9,6 +9,7 @@
       cache/<stage>-<task>/          per-task engine caches (vLLM, inductor); cache/torch_extensions/
       ratings/iter_0000.json         ratings at the start of each iteration
       export/iter_0000/              `sparta-hpc export` output (default place)
+      report/                        `sparta-hpc report` output (default place): index.html and its PNGs
       sft/                           the initial tribe (only with sft.data): before iteration 0
         <member>/                    checkpoints of a member's SFT job (+ initial_adapter/: its fresh LoRA)
         <member>/adapter/            the member's expert adapter: its weights at iteration 0
@@ -21,6 +22,7 @@
         pairs.jsonl                  preference pairs in TRL's conversational format
         summary.json                 duels, valid judgments, pairs, ratings (for the driver's table)
         train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA)
+        train/<member>/log_history.json   TRL's trainer.state.log_history (loss, rewards/* per step)
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
       eval/prompts/<task>.<split>.json   each evaluation task's prompts (built once by lm-eval)
@@ -91,6 +93,11 @@ class RunPaths:
     def torch_extensions(self) -> Path:
         return self.cache("torch_extensions")
 
+    @property
+    def report(self) -> Path:
+        """`sparta-hpc report`'s default output folder (index.html and the PNGs it embeds)."""
+        return self.root / "report"
+
     def export(self, iteration: int) -> Path:
         return self.root / "export" / f"iter_{iteration:04d}"
 
@@ -117,6 +124,9 @@ class RunPaths:
 
     def train_dir(self, iteration: int, member: str) -> Path:
         return self.iteration(iteration) / "train" / member
+
+    def train_log(self, iteration: int, member: str) -> Path:
+        return self.train_dir(iteration, member) / "log_history.json"
 
     def initial_adapter(self, iteration: int, member: str) -> Path:
         """The fresh LoRA a member without an adapter starts its DPO from (saved for resumes)."""
