@@ -221,7 +221,7 @@ def render(run_dir, n_events: int = 10, now: float | None = None) -> tuple[str, 
     if iteration is None:
         return "\n".join(lines + _tail(tl, n_events)), ended
     rows = [stage_row(cfg, paths, tl, s, iteration, now, bool(held)) for s in group_stages(cfg, iteration, stage)]
-    flying = [a for a in tl.attempts if a.state == "in flight" or (a.state == "lost" and c.executor == "slurm")]
+    flying = jobs_to_ask(tl, paths, c.executor)
     slurm_note = _slurm(c.executor, flying, rows)
     lines += [""] + _table(iteration, rows) + slurm_note + _failures(tl, paths) + _tail(tl, n_events)
     if tl.unreadable:
@@ -248,6 +248,16 @@ def _table(iteration: int, rows: list[StageRow]) -> list[str]:
         out.append(f"  {r.stage:10s} {r.state:11s} {total:>5} {done:>5} {r.in_flight:>9} {r.failed:>6}  "
                    f"{elapsed:>8}  {eta:>8}  {r.slurm}".rstrip())
     return out
+
+
+def jobs_to_ask(tl: Timeline, paths: RunPaths, executor: str) -> list[Attempt]:
+    """Each unfinished task's latest attempt, in flight or (Slurm only: its jobs outlive a driver) left
+    behind by a driver that died; never those of a stage whose files say it is done."""
+    latest: dict = {}
+    for a in tl.attempts:
+        latest[(a.iteration, a.stage, a.task)] = a
+    alive = ("in flight", "lost") if executor == "slurm" else ("in flight",)
+    return [a for a in latest.values() if a.state in alive and not paths.is_done(a.iteration, a.stage)]
 
 
 def _slurm(executor: str, flying: list[Attempt], rows: list[StageRow]) -> list[str]:
