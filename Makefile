@@ -8,7 +8,8 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv vllm-venv test test-fast test-vllm bench bench-vllm simulate clean demo tiny-tribe slurm-up slurm-down
+.PHONY: venv vllm-venv test test-fast test-vllm bench bench-vllm simulate clean demo tiny-tribe slurm-up slurm-down \
+	browser
 
 # The single-host Slurm test cluster (slurm/local-cluster/start.sh); the `slurm`
 # tests talk to it through SLURM_CONF.
@@ -59,14 +60,26 @@ endif
 slurm-down:
 	slurm/local-cluster/stop.sh
 
+# Debian's Chromium for the browser test of `sparta-hpc report` (tests/test_report.py: Playwright's
+# Python package drives it; Playwright never downloads a browser of its own). As root it is installed
+# and the test is required (it fails, not skips, without a browser).
+CHROMIUM := /usr/bin/chromium
+browser:
+ifeq ($(IS_ROOT),yes)
+	@[ -x $(CHROMIUM) ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+else
+	@[ -x $(CHROMIUM) ] || echo "*** not root: Debian's chromium cannot be installed; the browser test will be SKIPPED ***"
+endif
+
 # Every tier but vllm (make test-vllm): the fast tier first, then the slow ones.
 # As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
 test: test-fast tiny-tribe slurm-up
 	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "(slow or slurm or gpu) and not vllm"
 
 # Unit and property tests and the whole pipeline on a scripted model, in seconds (also a bare `pytest`).
-test-fast: venv
-	$(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
+# As root the report's browser test is required (make browser installs Chromium).
+test-fast: venv browser
+	SPARTA_BROWSER_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
 
 # The `vllm` tier (a missing vLLM fails here instead of skipping).
 test-vllm: vllm-venv tiny-tribe

@@ -9,6 +9,8 @@
     sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv]
     sparta-hpc init-tribe --config CONFIG [--dry-run] [section.name=value ...]
     sparta-hpc score TASK PREDICTIONS.jsonl
+    sparta-hpc status RUN_DIR [--watch [SECONDS]] [--events N]
+    sparta-hpc report RUN_DIR [--out DIR]
 """
 
 from __future__ import annotations
@@ -175,6 +177,27 @@ def cmd_init_tribe(args: argparse.Namespace) -> int:
                        + (["--dry-run"] if args.dry_run else []))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .report.status import main as status_main
+
+    return status_main(args.run_dir, args.watch, args.events)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.page import make_report
+    from .report.status import StatusError
+
+    try:
+        make_report(args.run_dir, args.out)
+    except StatusError as err:
+        log.error("report: %s", err)
+        return 2
+    except ImportError as err:  # matplotlib or h5py missing where the report is made
+        log.error("report: %s; install it into this environment (e.g. pip install matplotlib)", err)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -240,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (members, slice sizes) and exit")
     p.add_argument("overrides", nargs="*", metavar="section.name=value")
     p.set_defaults(func=cmd_init_tribe)
+
+    p = sub.add_parser("status", help="where a run is now: stage, tasks done / in flight / failed, ETA, failures, "
+                                      "the last events (reads the run directory only)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--watch", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                   help="redraw every SECONDS (default 10) until the run ends or Ctrl-C")
+    p.add_argument("--events", type=int, default=10, metavar="N", help="the last N events (default 10)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of figures (reputations, judges, pairs, DPO, "
+                                      "evaluation, stage timeline) and its PNGs")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/report")
+    p.set_defaults(func=cmd_report)
 
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")

@@ -12,6 +12,7 @@
       ratings/iter_0000.json         ratings at the start of each iteration
       export/iter_0000/              `sparta-hpc export` output (default place)
       tracking/                      TensorBoard, W&B offline, MLflow files (tracking.report_to)
+      report/                        `sparta-hpc report` output (default place): index.html and its PNGs
       sft/                           the initial tribe (only with sft.data): before iteration 0
         <member>/                    checkpoints of a member's SFT job (+ initial_adapter/: its fresh LoRA)
         <member>/adapter/            the member's expert adapter: its weights at iteration 0
@@ -104,6 +105,11 @@ class RunPaths:
     @property
     def torch_extensions(self) -> Path:
         return self.cache("torch_extensions")
+
+    @property
+    def report(self) -> Path:
+        """`sparta-hpc report`'s default output folder (index.html and the PNGs it embeds)."""
+        return self.root / "report"
 
     def export(self, iteration: int) -> Path:
         return self.root / "export" / f"iter_{iteration:04d}"

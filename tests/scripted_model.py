@@ -7,9 +7,11 @@ judge it reads that quality back from the response in the judge prompt, with
 a small offset of its own, and is silent (no parsable score) on about one
 response in eight, as real small judges are. `scripted_train` stands in for
 one member's DPO: it reads the iteration's pairs and writes an adapter that
-records one more round; `scripted_sft` stands in for one member's SFT (the
-sft stage): it reads the member's real slice of the SFT data and writes an
-expert adapter that records it.
+records one more round, and a made-up TRL log history
+(train/<member>/log_history.json, every record marked "scripted") so that
+reports have curves to draw; `scripted_sft` stands in for one member's SFT
+(the sft stage): it reads the member's real slice of the SFT data and writes
+an expert adapter that records it.
 
     with scripted_models() as opened:   # every stage in this process uses them
         driver.main([...])
@@ -145,7 +147,23 @@ def scripted_train(cfg, paths, iteration: int, member: int) -> dict:
     atomic_write_text(out / "adapter_config.json", json.dumps({"r": 8, "scripted": True}))
     atomic_write_json(out / "scripted.json", {"rounds": adapter_rounds(start) + (1 if rows else 0),
                                                "pairs": len(rows), "started_from": start})
+    if rows:
+        atomic_write_json(paths.train_log(iteration, name), scripted_log_history(name, iteration))
     return {"pairs": len(rows), "steps": 1 if rows else 0}
+
+
+def scripted_log_history(member: str, iteration: int, steps: int = 5) -> list[dict]:
+    """A plausible, made-up `trainer.state.log_history` of a DPO run (TRL's keys): the loss falls
+    from log 2, the reward margin and accuracy rise; each record says "scripted": it is no evidence."""
+    records, pace = [], 0.05 + digest("pace", member, iteration) % 10 / 100
+    for step in range(1, steps + 1):
+        margin = pace * step * 4 + digest("noise", member, iteration, step) % 7 / 100
+        records.append({"loss": round(math.log(1 + math.exp(-margin)), 4), "rewards/margins": round(margin, 4),
+                        "rewards/accuracies": round(min(1.0, 0.5 + pace * step), 4),
+                        "rewards/chosen": round(margin / 2, 4), "rewards/rejected": round(-margin / 2, 4),
+                        "learning_rate": 5e-6, "epoch": step / steps, "step": step, "scripted": True})
+    return records + [{"train_runtime": 0.1, "train_loss": records[len(records) // 2]["loss"], "epoch": 1.0,
+                       "step": steps, "scripted": True}]
 
 
 def scripted_sft(cfg, paths, member: int) -> dict:
