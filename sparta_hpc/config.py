@@ -17,7 +17,7 @@ import shlex
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -44,6 +44,10 @@ class MemberConfig:
     # sft stage (sft.data set): the member's slice of the SFT data, the rows whose sft.source_field
     # equals it or starts with it + "." ("science" takes every "science.*"); None: the member's name
     sft_source: str | None = None
+    # this member's training (and sft) jobs: fields of cluster.train / cluster.sft it changes, e.g.
+    # {nodes: 2, gpus_per_node: 8} for a 70B member of a mixed tribe (sparta_hpc/resources.py)
+    resources: dict[str, Any] = field(default_factory=dict)
+    deepspeed: str | None = None  # its DeepSpeed config (e.g. zero3.json); None: train.deepspeed
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,17 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class ModelResources:
+    """The generate / judge / evaluate jobs serving one base model: the fields of cluster.<stage>
+    they change (e.g. {gpus_per_node: 4} for a 72B group; vLLM then runs tensor parallel over 4)."""
+
+    model: str
+    generate: dict[str, Any] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)
+    evaluate: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     # local: tasks run as processes on this machine (the default); debug: inside the
     # driver's process (breakpoints work); slurm: through sbatch (resources below)
@@ -261,6 +276,8 @@ class ClusterConfig:
     evaluate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     rate: Resources = field(default_factory=lambda: Resources(gpus_per_node=1, cpus_per_task=8, mem_gb=64))
     score: Resources = field(default_factory=lambda: Resources(cpus_per_task=2, mem_gb=8, time_min=30))
+    models: list[ModelResources] = field(default_factory=list)  # per base model (mixed tribes)
+    max_array_size: int = 1001  # Slurm's MaxArraySize: a larger array goes out as several
 
 
 @dataclass(frozen=True)
@@ -356,8 +373,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 
 def resolve_paths(cfg: Config) -> Config:
-    members = [replace(m, model=resolve_path(m.model),
-                       adapter=resolve_path(m.adapter) if m.adapter else None) for m in cfg.members]
+    members = [replace(m, model=resolve_path(m.model), adapter=resolve_path(m.adapter) if m.adapter else None,
+                       deepspeed=resolve_path(m.deepspeed) if m.deepspeed else None) for m in cfg.members]
+    models = [replace(r, model=resolve_path(r.model)) for r in cfg.cluster.models]
     source = cfg.instructions.source
     if source != "demo":
         source = resolve_path(source)
@@ -377,7 +395,7 @@ def resolve_paths(cfg: Config) -> Config:
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
                    tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
                    instructions=replace(cfg.instructions, source=source), eval=ev, baseline=baseline,
-                   sft=replace(cfg.sft, data=sft_data))
+                   sft=replace(cfg.sft, data=sft_data), cluster=replace(cfg.cluster, models=models))
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -33,6 +33,7 @@ from .launch import StageFailed, run_stage
 from .logs import setup_logging
 from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
 from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
+from .resources import check_resources
 from .sft_data import check_sft
 from .stages import plan as plan_stage
 from .tracking import check_tracking
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_plan.check_eval(cfg, [i.text for i in instructions])
         methods.check_method(cfg, instructions)
         check_tracking(cfg)
+        check_resources(cfg)
         if args.stop_after == "sft" and not cfg.sft.data:
             raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
                               "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 from .config import Config, Resources
 from .events import EventLog, Progress
+from .io_utils import read_json
 from .paths import ARRAY_STAGES, INITIAL, RunPaths
 from .provenance import record_interpreter, write_config
+from .resources import for_task as task_resources
+from .resources import key as resources_key
 from .tasks import StageTask
 
 log = logging.getLogger(__name__)
@@ -76,13 +79,14 @@ def slurm_parameters(r: Resources, stage: str) -> dict:
     return params
 
 
-def make_executor(cfg: Config, paths: RunPaths, stage: str):
+def make_executor(cfg: Config, paths: RunPaths, stage: str, resources: Resources | None = None):
+    """The executor of a stage's jobs with `resources` (default: cluster.<stage>)."""
     import submitit
 
     folder = paths.job_logs(stage)
     if cfg.cluster.executor == "debug":
         return submitit.DebugExecutor(folder=folder)
-    resources = getattr(cfg.cluster, stage)
+    resources = resources or getattr(cfg.cluster, stage)
     if cfg.cluster.executor == "slurm":
         # a job that hits its time limit (or is preempted) is requeued by submitit up to
         # max_timeouts times; a failed one is resubmitted by run_stage (max_retries)
@@ -96,11 +100,12 @@ def make_executor(cfg: Config, paths: RunPaths, stage: str):
     return executor
 
 
-def sbatch_script(cfg: Config, stage: str, n_tasks: int, folder: str = "RUN/logs") -> str:
+def sbatch_script(cfg: Config, stage: str, n_tasks: int, folder: str = "RUN/logs",
+                  resources: Resources | None = None) -> str:
     """The sbatch script submitit writes for a stage's job array (for --dry-run and the golden test)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    resources = getattr(cfg.cluster, stage)
+    resources = resources or getattr(cfg.cluster, stage)
     params = slurm_parameters(resources, stage)
     python = resources.python or "python"
     return _make_sbatch_string(command=f"{python} -u -m submitit.core._submit {folder}/{stage}/%j",
@@ -170,12 +175,31 @@ def submit_retrying(submit, label: str, events: EventLog) -> list:
     raise AssertionError("unreachable")
 
 
+def stage_plan(paths: RunPaths, stage: str, iteration: int) -> dict | None:
+    """The plan whose task list a per-model stage's tasks index (their base-model group)."""
+    if stage in ("generate", "judge"):
+        return read_json(paths.plan(iteration))
+    if stage == "evaluate":
+        return read_json(paths.eval_plan(iteration))
+    return None
+
+
+def arrays(batch: list, needs: dict, max_size: int) -> list[list]:
+    """`batch` cut into job arrays: tasks with the same resources together, at most `max_size` each."""
+    by_key: dict[str, list] = {}
+    for task in batch:
+        by_key.setdefault(resources_key(needs[task]), []).append(task)
+    return [tasks[i:i + max_size] for tasks in by_key.values() for i in range(0, len(tasks), max_size)]
+
+
 def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int,
               tasks: list[int | None]) -> None:
     """Run `tasks` of `stage` (None: the stage's single task) until all succeed or one runs out of retries."""
     if not tasks:
         return
-    executor = make_executor(cfg, paths, stage)
+    plan = stage_plan(paths, stage, iteration)
+    needs = {t: task_resources(cfg, stage, t, plan) for t in tasks}  # per base model / member (mixed tribes)
+    executors: dict[str, object] = {}
     when = "before iteration 0" if iteration == INITIAL else f"iteration {iteration}"  # sft, initial evaluation
     label = f"[{'initial' if iteration == INITIAL else f'iter {iteration}'}] {stage}"
     # Slurm throttles an array itself (cluster.<stage>.array_parallelism)
@@ -192,15 +216,23 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     while waiting or running:
         free = max(parallel - len(running), 0)
         batch, waiting = waiting[:free], waiting[free:]
-        jobs = []
-        if batch == [None]:  # gather, aggregate: one plain job
-            jobs = submit_retrying(lambda: [executor.submit(StageTask(), str(paths.root), stage, iteration, None,
-                                                            driver_pid)], label, events)
-        elif batch:  # one job array (on Slurm) for everything that may start now
-            n = len(batch)
-            jobs = submit_retrying(lambda: executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n,
-                                                              [iteration] * n, batch, [driver_pid] * n), label, events)
-        for task, job in zip(batch, jobs):
+        submitted = []  # (task, job)
+        # one job array per set of resources, none above Slurm's MaxArraySize
+        for chunk in arrays(batch, needs, cfg.cluster.max_array_size):
+            k = resources_key(needs[chunk[0]])
+            if k not in executors:
+                executors[k] = make_executor(cfg, paths, stage, needs[chunk[0]])
+            executor = executors[k]
+            if chunk == [None]:  # gather, aggregate: one plain job
+                jobs = submit_retrying(lambda: [executor.submit(StageTask(), str(paths.root), stage, iteration, None,
+                                                                driver_pid)], label, events)
+            else:
+                n = len(chunk)
+                jobs = submit_retrying(lambda: executor.map_array(StageTask(), [str(paths.root)] * n, [stage] * n,
+                                                                  [iteration] * n, chunk, [driver_pid] * n),
+                                       label, events)
+            submitted += list(zip(chunk, jobs))
+        for task, job in submitted:
             attempts[task] += 1
             running.append(Attempt(task, attempts[task], job))
             events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],

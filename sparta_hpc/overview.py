@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import resources
 from .config import Config
 from .eval import data as eval_data
 from .eval import plan as eval_plan
@@ -110,25 +111,45 @@ def resource_lines(cfg: Config) -> list[str]:
         return ["resources: debug executor, every task inside the driver's process"]
     lines = ["resources (Slurm, per job):"]
     for stage in JOB_STAGES:
-        r = getattr(c, stage)
-        where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint")
-                         if getattr(r, k))
-        lines.append(f"  {stage:10s} {r.nodes} node(s) x {r.tasks_per_node} task(s), {r.gpus_per_node} GPU(s)/node, "
-                     f"{r.cpus_per_task} CPUs/task, {r.mem_gb} GB, {r.time_min} min, "
-                     f"array parallelism {r.array_parallelism} {where}".rstrip())
+        lines.append(f"  {stage:10s} " + describe(getattr(c, stage)))
+    for g, members in enumerate(cfg.base_groups()):  # mixed tribes: a base model's own resources
+        model = cfg.members[members[0]].model
+        for stage in resources.PER_MODEL:
+            r = resources.for_model(cfg, stage, model)
+            if r != getattr(c, stage):
+                lines.append(f"  {stage:10s} group {g} ({model}): " + describe(r))
+    for i, m in enumerate(cfg.members):  # and a member's own training job
+        r = resources.for_member(cfg, "train", i)
+        if r != c.train or m.deepspeed:
+            lines.append(f"  {'train':10s} {m.name}: " + describe(r) + (f", DeepSpeed {m.deepspeed}" if m.deepspeed
+                                                                        else ""))
     lines.append("  (python -m sparta_hpc.driver ... --dry-run --show-sbatch prints the sbatch scripts)")
     return lines
 
 
-def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
-    from .launch import sbatch_script
+def describe(r) -> str:
+    where = " ".join(f"{k}={getattr(r, k)}" for k in ("partition", "account", "qos", "constraint") if getattr(r, k))
+    return (f"{r.nodes} node(s) x {r.tasks_per_node} task(s), {r.gpus_per_node} GPU(s)/node, {r.cpus_per_task} "
+            f"CPUs/task, {r.mem_gb} GB, {r.time_min} min, array parallelism {r.array_parallelism} {where}").rstrip()
 
-    counts = {"generate": len(plan["generate_tasks"]), "judge": len(plan["judge_tasks"]), "gather": 1,
-              "aggregate": 1, "train": len(cfg.members)}
+
+def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
+    """The sbatch scripts of iteration 0: one per job array (a stage has one per set of resources)."""
+    from .launch import arrays, sbatch_script
+
+    tasks = {"generate": range(len(plan["generate_tasks"])), "judge": range(len(plan["judge_tasks"])),
+             "gather": [None], "aggregate": [None], "train": range(len(cfg.members))}
     if cfg.sft.data:
-        counts = {"sft": len(cfg.members), **counts}
-    return "\n".join(f"# ---- {stage}: {n} task(s) ({'before ' if stage == 'sft' else ''}iteration 0)\n"
-                     + sbatch_script(cfg, stage, n, str(paths.logs)) for stage, n in counts.items())
+        tasks = {"sft": range(len(cfg.members)), **tasks}
+    out = []
+    for stage, ids in tasks.items():
+        needs = {t: resources.for_task(cfg, stage, t, plan) for t in ids}
+        for chunk in arrays(list(ids), needs, cfg.cluster.max_array_size):
+            when = ("before " if stage == "sft" else "") + "iteration 0"
+            who = "" if chunk == [None] else f" {chunk}"
+            out.append(f"# ---- {stage}: {len(chunk)} task(s){who} ({when})\n"
+                       + sbatch_script(cfg, stage, len(chunk), str(paths.logs), needs[chunk[0]]))
+    return "\n".join(out)
 
 
 def baseline_table(cfg: Config, paths: RunPaths) -> str:

@@ -83,7 +83,10 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     cfg, paths = load_run(run_dir)
     # a job's own process logs our way; in the driver's process (debug executor) the driver's set-up stays
     setup_logging(replace=cfg.cluster.executor != "debug")
-    distributed_setup(stage in ("sft", "train") and bool(cfg.train.deepspeed))
+    if stage in ("sft", "train"):
+        from .stages.lora import deepspeed_config
+
+        distributed_setup(bool(deepspeed_config(cfg, task)))
     cpu_only_setup(paths)
     module = importlib.import_module(f"sparta_hpc.stages.{stage}")
     if task is None:

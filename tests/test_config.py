@@ -262,3 +262,28 @@ def test_ablation_and_baseline_presets_change_only_what_their_first_lines_say(pr
         changed = {k for k in changed if not k.startswith("tribe.members")}
     assert changed <= expected | {"baseline.judge_model", "cluster.judge.gpus_per_node", "cluster.judge.cpus_per_task",
                                   "cluster.judge.mem_gb", "instructions.with_reference_only"}, changed
+
+
+def test_a_mixed_tribe_gets_resources_per_group_and_member_and_arrays_respect_max_array_size(tmp_path, driver):
+    from sparta_hpc.config import Resources
+    from sparta_hpc.launch import arrays
+
+    for name in ("small", "big"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    config = tmp_path / "mixed.yaml"
+    config.write_text(yaml.safe_dump({
+        "run": {"dir": str(tmp_path / "run")},
+        "tribe": {"members": [{"name": "a", "model": str(tmp_path / "small")},
+                              {"name": "b", "model": str(tmp_path / "small")},
+                              {"name": "c", "model": str(tmp_path / "big"), "resources": {"nodes": 2}}]},
+        "cluster": {"executor": "slurm", "models": [{"model": str(tmp_path / "big"), "judge": {"gpus_per_node": 4}}]}}))
+    proc = driver("--config", config, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert f"judge      group 1 ({tmp_path / 'big'}): 1 node(s) x 1 task(s), 4 GPU(s)/node" in proc.stdout
+    assert "train      c: 2 node(s)" in proc.stdout and "train      a:" not in proc.stdout
+    bad = driver("--config", config, "--dry-run", "tribe.members.c.resources={gpus: 2}")
+    assert bad.returncode == 2 and "tribe.members.2 ('c').resources: unknown resource field 'gpus'" in bad.stderr
+    small, big = Resources(), Resources(gpus_per_node=4)
+    needs = {t: small if t % 3 else big for t in range(10)}
+    assert arrays(list(range(10)), needs, 3) == [[0, 3, 6], [9], [1, 2, 4], [5, 7, 8]]

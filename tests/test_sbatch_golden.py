@@ -24,3 +24,28 @@ def test_paper_preset_sbatch_scripts_match_the_golden_file(monkeypatch):
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(render())
     assert render() == GOLDEN.read_text(), "regenerate with UPDATE_GOLDEN=1 after reviewing the change"
+
+
+MIXED = ROOT / "tests" / "assets" / "golden" / "mixed-qwen.sbatch"
+
+
+def render_mixed() -> str:
+    from sparta_hpc.overview import first_plan, sbatch_scripts
+    from sparta_hpc.paths import RunPaths
+
+    cfg = load_config(ROOT / "configs" / "mixed-qwen.yaml", ["instructions.source=demo"])
+    return sbatch_scripts(cfg, RunPaths("/RUN"), first_plan(cfg))
+
+
+def test_a_mixed_tribes_sbatch_scripts_give_each_group_and_member_its_resources(monkeypatch):
+    monkeypatch.setenv("SPARTA_MODELS", "/models")
+    monkeypatch.setenv("SPARTA_TRIBE", "/tribe")
+    text = render_mixed()
+    if os.environ.get("UPDATE_GOLDEN"):
+        MIXED.write_text(text)
+    assert text == MIXED.read_text(), "regenerate with UPDATE_GOLDEN=1 after reviewing the change"
+    # one generate array per base model (7B: 1 GPU, 14B: 2, 72B: 4), one train array per resource class
+    headers = [line for line in text.splitlines() if line.startswith("# ---- ")]
+    assert sum(h.startswith("# ---- generate") for h in headers) == 3
+    assert sum(h.startswith("# ---- train") for h in headers) == 3
+    assert "#SBATCH --gpus-per-node=4" in text and "#SBATCH --nodes=2" in text

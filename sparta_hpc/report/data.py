@@ -213,7 +213,8 @@ def train_curves(run: RunData) -> dict[str, list[dict]]:
 
 def eval_scores(paths: RunPaths) -> tuple[dict, list[dict]]:
     """(scores {point: {member: {task: {split: figures}}}}, eval.table.headline rows)."""
-    from ..eval.table import headline, load as load_scores
+    from ..eval.table import headline
+    from ..eval.table import load as load_scores
 
     scores = load_scores(paths)
     return scores, headline(scores) if scores else []

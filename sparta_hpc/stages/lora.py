@@ -81,7 +81,13 @@ def save_adapter(model, out: Path) -> None:
     tmp.rename(out)
 
 
-def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int) -> dict:
+def deepspeed_config(cfg: Config, member: int | None) -> str | None:
+    """A member's own DeepSpeed config (a mixed tribe's largest model: ZeRO-3), else train.deepspeed."""
+    own = cfg.members[member].deepspeed if member is not None else None
+    return own or cfg.train.deepspeed
+
+
+def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int, member: int | None = None) -> dict:
     """The TrainingArguments fields DPOConfig and SFTConfig both take.
 
     `schedule`: cfg.train (DPO) or cfg.sft (SFT), whose fields of the same names give the
@@ -101,7 +107,7 @@ def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int) -> di
         # non-reentrant: the reentrant variant gets no gradients through frozen PEFT inputs
         gradient_checkpointing_kwargs={"use_reentrant": False} if tc.gradient_checkpointing else None,
         save_strategy="steps", save_steps=schedule.save_steps, save_total_limit=2, logging_steps=1,
-        report_to=[], seed=seed, data_seed=seed, deepspeed=tc.deepspeed, disable_tqdm=True,
+        report_to=[], seed=seed, data_seed=seed, deepspeed=deepspeed_config(cfg, member), disable_tqdm=True,
         dataloader_num_workers=0,
         # On CPU-only nodes accelerate sees a multi-process job only with use_cpu
         # (then gloo); otherwise it finds no GPU backend and runs every rank alone.

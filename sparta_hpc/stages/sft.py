@@ -62,7 +62,7 @@ def sft_member(cfg: Config, paths: RunPaths, member: int) -> dict:
         raise RuntimeError(f"sft {m.name}: every example of its slice {member_source(m)!r} has a prompt of "
                            f"sft.max_length={sc.max_length} tokens or more; raise sft.max_length")
     # completion_only_loss: the loss on the answer, not on the prompt (TRL's default for this format)
-    args = TRLSFTConfig(**training_arguments(cfg, sc, work, seed), completion_only_loss=True)
+    args = TRLSFTConfig(**training_arguments(cfg, sc, work, seed, member), completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(examples))
     resume = last_checkpoint(work)
     if resume:

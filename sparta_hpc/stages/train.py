@@ -56,7 +56,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
         if is_main_rank():
             save_adapter(model, paths.adapter(iteration, m.name))
         return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
-    settings = training_arguments(cfg, tc, work, seed)
+    settings = training_arguments(cfg, tc, work, seed, member)
     settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
     args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
                      precompute_ref_log_probs=tc.precompute_ref_log_probs)
