@@ -1,5 +1,6 @@
 """The driver as a Slurm job (`sbatch slurm/sparta.sbatch ...`, exactly the README's line) through the
-faults of a shared cluster, in one tiny iteration on the single-host Slurm:
+faults of a shared cluster, in one tiny iteration of a mixed tribe on the single-host Slurm (two
+base-model groups with their own generate/judge resources, one member training on two nodes):
 
 - the driver job requeued mid-stage with `scontrol requeue` (generate running);
 - a node set DOWN while a judge job runs on it (then resumed);
@@ -14,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -66,14 +66,27 @@ def restart_slurmctld() -> None:
           "slurmctld to answer", 60)
 
 
+def mixed(tiny_model: Path, folder: Path) -> list[str]:
+    """A second base model (the same weights under another path: another group) with 2 CPUs per
+    generate and judge task, and a member training on two nodes."""
+    second = folder / "second-base"
+    shutil.copytree(tiny_model, second, copy_function=os.link)
+    return [f"tribe.members.friendly.model={second}", f"tribe.members.plain.model={second}",
+            f"cluster.models=[{{model: {second}, generate: {{cpus_per_task: 2}}, judge: {{cpus_per_task: 2}}}}]",
+            "tribe.members.concise.resources={nodes: 2}",
+            f"tribe.members.concise.deepspeed={ROOT / 'configs/deepspeed/zero2.json'}"]
+
+
 @pytest.fixture(scope="module")
-def driver_job(cluster, tiny_model, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("sbatch") / "run"
+def driver_job(cluster, tiny_model, tmp_path_factory):  # noqa: F811 (the imported fixture)
+    folder = tmp_path_factory.mktemp("sbatch")
+    run_dir = folder / "run"
     paths = RunPaths(run_dir)
     env = dict(os.environ, TORCH_EXTENSIONS_DIR=str(ROOT / ".cache" / "torch_extensions"))
     # the README's line: sbatch slurm/sparta.sbatch CONFIG.yaml [overrides]
-    out = subprocess.run(["sbatch", "slurm/sparta.sbatch", "configs/tiny.yaml", f"run.dir={run_dir}", *OVERRIDES],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["sbatch", "slurm/sparta.sbatch", "configs/tiny.yaml", f"run.dir={run_dir}", *OVERRIDES,
+                          *mixed(tiny_model, folder)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout
     job = out.split()[-1]
     faults = {}
     try:
@@ -152,3 +165,20 @@ def test_the_driver_waits_through_a_slurmctld_outage(driver_job):
     during = [e for e in events(paths) if faults["ctld_down"] <= e["time"] <= faults["ctld_up"]]
     assert not [e for e in during if e["event"] in ("task_failed", "driver_failed")]
     assert all(paths.is_done(0, "train", m) for m in MEMBERS)
+
+
+def test_each_group_and_member_got_its_own_resources(driver_job):
+    paths = driver_job[0]
+    plan = json.loads(paths.plan(0).read_text())
+    assert len(plan["groups"]) == 2
+    for stage in ("generate", "judge"):
+        for task, (group, _) in enumerate(plan[f"{stage}_tasks"]):
+            job = job_id(paths, stage, task)
+            cpus = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "AllocCPUS"], capture_output=True,
+                                  text=True).stdout.split()
+            assert cpus and cpus[0] == ("2" if group == 1 else "1"), (stage, task, group, cpus)
+    nodes = {m: subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id(paths, "train", i), "-o", "NNodes"],
+                               capture_output=True, text=True).stdout.split()[0] for i, m in enumerate(MEMBERS)}
+    assert nodes == {"concise": "2", "stepwise": "1", "friendly": "1", "plain": "1"}
+    summary = json.loads(paths.marker(0, "train", "concise").read_text())
+    assert summary["world_size"] == 2 and summary["zero_stage"] == 2
