@@ -9,6 +9,7 @@
     sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv]
     sparta-hpc init-tribe --config CONFIG [--dry-run] [section.name=value ...]
     sparta-hpc score TASK PREDICTIONS.jsonl
+    sparta-hpc verify RUN_DIR
 """
 
 from __future__ import annotations
@@ -167,6 +168,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .paths import RunPaths
+    from .verify import verify
+
+    if not RunPaths(args.run_dir).config.exists():
+        log.error("verify: %s is not a run directory (no config.yaml)", args.run_dir)
+        return 2
+    report = verify(args.run_dir)
+    print(report.text(args.run_dir))
+    return 1 if report.problems else 0
+
+
 def cmd_init_tribe(args: argparse.Namespace) -> int:
     """The driver, stopping once the sft stage is done: the same config without it goes on into SPARTA."""
     from . import driver
@@ -240,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan (members, slice sizes) and exit")
     p.add_argument("overrides", nargs="*", metavar="section.name=value")
     p.set_defaults(func=cmd_init_tribe)
+
+    p = sub.add_parser("verify", help="check every finished file against its recorded size and sha256, and each "
+                                      "archive against its plan, shards, pairs and ratings; exit 1 naming problems")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_verify)
 
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")

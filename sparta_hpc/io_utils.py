@@ -1,26 +1,71 @@
-"""Atomic file writes (a reader, or a resumed run, sees the whole file or none of it) and a free port."""
+"""Atomic file writes (a reader, or a resumed run, sees the whole file or none of it), clear
+errors when the disk is full, and a free port."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(OSError):
+    """No space left (or the quota is used up) while writing a file of the run; the message names
+    the file, the space left on its file system and what to do."""
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    # h5py reports a failed write as a plain OSError whose text carries the errno
+    text = str(err)
+    return (isinstance(err, OSError) and err.errno in FULL) or "No space left on device" in text \
+        or "Disk quota exceeded" in text or "errno = 28" in text
+
+
+def _free_bytes(path: Path) -> int | None:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return shutil.disk_usage(folder).free
+    return None
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path):
+    """Turn "no space left" / "quota exceeded" while writing `path` into a DiskFull naming it:
+    nothing half-written is kept as done (writes are atomic), so freeing space and running the
+    same command again resumes."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except OSError as err:
+        if not _is_disk_full(err):
+            raise
+        free = _free_bytes(Path(path))
+        left = f"{free / 2**20:.1f} MiB" if free is not None else "unknown space"
+        raise DiskFull(errno.ENOSPC, f"no space left on device while writing {path} ({left} free there; "
+                                     f"{err.strerror or err}). Free space (or raise the quota), then run the same "
+                                     "command again: finished work is kept") from err
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from .. import backends
 from ..backends import ModelGroup
 from ..config import Config, load_config
-from ..io_utils import read_json
 from ..logs import setup_logging
+from ..manifest import check_files, read_checked_json
 from ..paths import RunPaths
 
 
@@ -59,7 +59,8 @@ def set_threads(cfg: Config) -> None:
 
 
 def read_plan(paths: RunPaths, iteration: int) -> dict:
-    return read_json(paths.plan(iteration))
+    """The iteration's plan, checked against its record."""
+    return read_checked_json(paths, paths.plan(iteration))
 
 
 def shard_rows(plan: dict, stage: str, shard: int) -> range:
@@ -89,6 +90,7 @@ def open_member_group(cfg: Config, paths: RunPaths, iteration: int, group: list[
     """The group's base model, loaded once, with each member's weights of `iteration`;
     `slot` names the task ("generate-3") for the vLLM engine's own cache folder."""
     adapters = {cfg.members[i].name: member_adapter(cfg, paths, iteration, i) for i in group}
+    check_files(paths, [a for a in adapters.values() if a])  # an adapter the run trained: as recorded
     # looked up on the module, not imported by name: the fast tests put a scripted model there
     return backends.open_group(backend, cfg.members[group[0]].model, adapters, dtype=cfg.generate.dtype,
                                engine=cfg.vllm, cache_dir=paths.cache(slot),

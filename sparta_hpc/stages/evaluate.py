@@ -17,7 +17,8 @@ import time
 
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import read_json
+from ..manifest import write_shard
 from ..paths import RunPaths
 from .common import member_adapter, open_member_group, set_threads, stage_main, with_system
 
@@ -55,7 +56,7 @@ def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
         outputs.append({b.member: flat[at + n] for n, b in enumerate(batches)})
         at += len(batches)
     adapters = {cfg.members[m].name: member_adapter(cfg, paths, point + 1, m) for m in plan["groups"][g]}
-    atomic_write_json(out, {
+    write_shard(paths, point, "evaluate", out, {
         "segments": shard["segments"], "group": g, "adapters": adapters,  # which weights answered
         "responses": [{m: [o.text for o in outs] for m, outs in seg.items()} for seg in outputs],
         "n_tokens": [{m: [o.n_tokens for o in outs] for m, outs in seg.items()} for seg in outputs],

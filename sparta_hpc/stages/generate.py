@@ -14,7 +14,7 @@ import time
 
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json
+from ..manifest import write_shard
 from ..paths import RunPaths
 from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
@@ -55,7 +55,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
                  for (c, side), o in zip(slots, outs, strict=True)]
     n_tokens = sum(r["n_tokens"] for r in responses)
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
+    write_shard(paths, iteration, "generate", out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
                             "seconds": seconds, "load_seconds": load_seconds, "backend": cfg.generate.backend,
                             "model_loads": model.loads})
     log.info("generate group %d shard %d: %d responses, %d tokens in %.1f s", g, k, len(responses), n_tokens, seconds)

@@ -33,7 +33,7 @@ from ..algorithm.judging import (
 )
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json, read_json
+from ..manifest import load_entries, read_checked_json, write_shard
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
 from ..paths import RunPaths
 from .common import member_adapter, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
@@ -63,9 +63,9 @@ def generate_shards_for(plan: dict, shard: int) -> list[tuple[int, int]]:
 def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> dict[Slot, str]:
     """(duel, side) -> response text for every duel of judge shard `shard`."""
     rows = shard_rows(plan, "judge", shard)
-    texts = {}
+    texts, entries = {}, load_entries(paths)
     for g, k in generate_shards_for(plan, shard):
-        for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
+        for r in read_checked_json(paths, paths.shard(iteration, "generate", g, k), entries)["responses"]:
             if r["duel"] in rows:
                 texts[(r["duel"], r["side"])] = r["text"]
     missing = [(c, side) for c in rows for side in range(len(plan["authors"][c])) if (c, side) not in texts]
@@ -137,7 +137,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
             scored = model.score_all([w.judge], [convs], "", list(CHOICES), jc.batch_size)[0]
             meta = meta_results(slots, [first_wins(d) for d in scored])
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
+    write_shard(paths, iteration, "judge", out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
                             "backend": backend, "model_loads": model.loads})
     parsed = sum(x["parsed"] is not None for x in judgments)
     log.info("judge group %d shard %d: %d judgments (%d parsed) in %.1f s", g, k, len(judgments), parsed, seconds)
@@ -163,7 +163,7 @@ def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task:
     scored = model.score_all(["judge"], [convs], "", list(CHOICES), cfg.judge.batch_size)[0]
     comparisons = [{"duel": c, "first": i, "second": j, "p_first": first_wins(d)}
                    for (c, i, j), d in zip(pairs, scored, strict=True)]
-    atomic_write_json(out, {"task": [0, k], "judgments": [], "comparisons": comparisons,
+    write_shard(paths, iteration, "judge", out, {"task": [0, k], "judgments": [], "comparisons": comparisons,
                             "seconds": time.time() - start, "backend": cfg.judge_backend, "model_loads": model.loads,
                             "preference_model": model_path})
     log.info("judge (pairwise) shard %d: %d comparisons in %.1f s", k, len(comparisons), time.time() - start)

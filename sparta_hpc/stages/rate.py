@@ -19,7 +19,8 @@ from ..backends import Batch
 from ..config import Config
 from ..eval.plan import item_values
 from ..eval.rated import evaluator_messages
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import read_json
+from ..manifest import write_shard
 from ..paths import RunPaths
 from .common import set_threads, stage_main, task_seed
 
@@ -59,7 +60,7 @@ def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
     ratings: list[dict[str, list[dict]]] = [{m: [] for m in plan["members"]} for _ in shard["segments"]]
     for (s, member, _), text, e in zip(requests, texts, expected, strict=True):
         ratings[s][member].append({"raw": text, "parsed": parse_score(text), "expected": e})
-    atomic_write_json(out, {"segments": shard["segments"], "ratings": ratings, "score_kind": ev.score,
+    write_shard(paths, point, "rate", out, {"segments": shard["segments"], "ratings": ratings, "score_kind": ev.score,
                             "seconds": time.time() - start, "backend": cfg.eval_backend})
     log.info("rate shard %s: %d answers in %.1f s", shard["name"], len(convs), time.time() - start)
 

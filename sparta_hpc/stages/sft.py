@@ -25,6 +25,7 @@ import time
 
 from ..config import Config
 from ..io_utils import mark_done
+from ..manifest import record_files
 from ..paths import INITIAL, RunPaths
 from ..sft_data import member_examples, member_source
 from .common import is_main_rank, set_threads, stage_main, task_seed
@@ -86,7 +87,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     summary["seconds"] = round(time.time() - start, 2)
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     if is_main_rank():
-        mark_done(paths.marker(INITIAL, "sft", name), json.dumps(summary))
+        marker = paths.marker(INITIAL, "sft", name)
+        record_files(paths, INITIAL, f"sft.{name}", marker, [paths.sft_adapter(name)])
+        mark_done(marker, json.dumps(summary))
     log.info("sft %s: %s", name, summary)
 
 

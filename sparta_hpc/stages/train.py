@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..io_utils import atomic_write_json, mark_done
+from ..manifest import check_files, record_files
 from ..paths import RunPaths
 from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
@@ -79,12 +80,19 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         log.info("train %s (iteration %d) is already done", name, iteration)
         return
     set_threads(cfg)
+    # what it starts from, as recorded: the pairs and its adapter of iteration t
+    start_from = member_adapter(cfg, paths, iteration, task)
+    check_files(paths, [paths.pairs(iteration)] + ([start_from] if start_from else []))
     start = time.time()
     summary = train_member(cfg, paths, iteration, task)
     summary["seconds"] = time.time() - start
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     if is_main_rank():
-        mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
+        marker = paths.marker(iteration, "train", name)
+        log_file = paths.train_log(iteration, name)
+        record_files(paths, iteration, f"train.{name}", marker,
+                     [paths.adapter(iteration, name)] + ([log_file] if log_file.exists() else []))
+        mark_done(marker, json.dumps(summary))
     log.info("train %s (iteration %d): %s", name, iteration, summary)
 
 
