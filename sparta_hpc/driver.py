@@ -26,7 +26,7 @@ from .eval import plan as eval_plan
 from .eval import table as eval_table
 from .events import EventLog, clock
 from .instructions import load_instructions
-from .io_utils import DiskFull, atomic_write_json, atomic_write_text, read_json
+from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .launch import StageFailed, run_stage
 from .manifest import DamagedFile
 from .logs import setup_logging
@@ -50,7 +50,10 @@ def lock_run(paths: RunPaths):
     import os
     import socket
 
-    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        private_run_dir(paths.root)  # and nothing the run writes is world-writable (umask)
+    except PermissionError as err:
+        raise ConfigError(str(err)) from None
     handle = open(paths.lock, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -89,6 +89,26 @@ def mark_done(path: Path, note: str = "") -> None:
     atomic_write_text(path, note + "\n")
 
 
+def no_world_write() -> int:
+    """Add "others may not write" to this process's umask (and so to its jobs'); returns the umask."""
+    mask = os.umask(0) | 0o002
+    os.umask(mask)
+    return mask
+
+
+def private_run_dir(root: Path) -> None:
+    """Create the run directory for its owner (and group, as the umask allows) only, and refuse one
+    that others may write into: they could swap a shard or plant a link the jobs would follow."""
+    mask = no_world_write()
+    if not root.exists():
+        root.mkdir(parents=True)
+        os.chmod(root, 0o770 & ~(mask | 0o007))  # nobody else may even list it
+    mode = root.stat().st_mode & 0o7777
+    if mode & 0o002:
+        raise PermissionError(f"{root}: others may write into this run directory (mode {mode:o}); run "
+                              f"`chmod o-w {root}` or choose another run.dir")
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
     with socket.socket() as s:

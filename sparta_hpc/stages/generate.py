@@ -16,7 +16,7 @@ from ..backends import Batch
 from ..config import Config
 from ..manifest import write_shard
 from ..paths import RunPaths
-from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from .common import model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     start = time.time()
     model = open_member_group(cfg, paths, iteration, plan["groups"][g], cfg.generate.backend, f"generate-{task}")
     load_seconds = time.time() - start
-    outputs = model.generate_all([batch for batch, _ in requests], cfg.generate.batch_size)
-    responses = [{"duel": c, "side": side, "member": batch.member, "text": o.text, "n_tokens": o.n_tokens}
+    outputs = model_outputs(model.generate_all([batch for batch, _ in requests], cfg.generate.batch_size))
+    responses = [{"duel": c, "side": side, "member": batch.member, "text": o.text, "n_tokens": o.n_tokens,
+                  **({"raw_b64": o.raw_b64} if o.raw_b64 else {})}  # what the model wrote, if sanitized
                  for (batch, slots), outs in zip(requests, outputs, strict=True)
                  for (c, side), o in zip(slots, outs, strict=True)]
     n_tokens = sum(r["n_tokens"] for r in responses)

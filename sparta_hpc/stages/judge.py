@@ -36,7 +36,8 @@ from ..config import Config
 from ..manifest import load_entries, read_checked_json, write_shard
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
 from ..paths import RunPaths
-from .common import member_adapter, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from ..text import clip
+from .common import member_adapter, model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,11 @@ def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> d
     return texts
 
 
+def shown_to_judges(cfg: Config, responses: dict[Slot, str]) -> dict[Slot, str]:
+    """The answers as every judge prompt shows them: cut at judge.max_response_chars (text.clip)."""
+    return {slot: clip(text, cfg.judge.max_response_chars) for slot, text in responses.items()}
+
+
 def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: dict[Slot, str]) -> list[JudgeWork]:
     """Per judge of base-model group `group`: every answer of each instruction of the shard it judges
     (SPARTA: both answers of every duel it is not in)."""
@@ -109,7 +115,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     if plan["method"] == "sppo":
         return run_pairwise(cfg, paths, plan, iteration, task, k, out)
     jc = cfg.judge
-    responses = read_responses(paths, plan, iteration, k)
+    responses = shown_to_judges(cfg, read_responses(paths, plan, iteration, k))
     work = judge_requests(cfg, plan, g, k, responses)
     start = time.time()
     backend = cfg.judge_backend
@@ -123,11 +129,12 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         expected = [[expected_score(dict(zip(SCORES, lp))) for lp in per_judge] for per_judge in logprobs]
     judgments = []
     for r in range(jc.rounds):
-        outs = model.generate_all(round_batches(cfg, work, iteration, k, r), jc.batch_size)
+        outs = model_outputs(model.generate_all(round_batches(cfg, work, iteration, k, r), jc.batch_size))
         for w, per_judge, exp, lps in zip(work, outs, expected, logprobs, strict=True):
             for (c, side), o, e, lp in zip(w.slots, per_judge, exp, lps, strict=True):
                 judgments.append({"duel": c, "side": side, "judge": w.judge, "round": r, "raw": o.text,
-                                  "parsed": parse_score(o.text), "expected": e, "logprobs": lp})
+                                  "parsed": parse_score(o.text), "expected": e, "logprobs": lp,
+                                  **({"raw_b64": o.raw_b64} if o.raw_b64 else {})})
     meta = []
     if plan["method"] == "meta_rewarding":  # the judge (the aligned model) judges its own judgments
         (w,) = work
@@ -146,7 +153,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
 def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task: int, k: int, out) -> None:
     """SPPO: the preference model compares every two answers of each instruction, both orders."""
     rows = shard_rows(plan, "judge", k)
-    responses = read_responses(paths, plan, iteration, k)
+    responses = shown_to_judges(cfg, read_responses(paths, plan, iteration, k))
     b, policy = cfg.baseline, plan["authors"][rows[0]][0]
     if b.judge_model:  # a preference model of its own
         model_path, adapter, system = b.judge_model, b.judge_adapter, []
@@ -158,7 +165,8 @@ def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task:
     slot = f"judge-{task}"
     model = backends.open_group(cfg.judge_backend, model_path, {"judge": adapter}, dtype=cfg.generate.dtype,
                                 engine=cfg.vllm, cache_dir=paths.cache(slot),
-                                seed=task_seed(cfg.tribe.seed, iteration, slot))
+                                seed=task_seed(cfg.tribe.seed, iteration, slot),
+                                trust_remote_code=cfg.trusts_remote_code(model_path))
     pairs, convs = pairwise_requests(plan, rows, responses, system)
     scored = model.score_all(["judge"], [convs], "", list(CHOICES), cfg.judge.batch_size)[0]
     comparisons = [{"duel": c, "first": i, "second": j, "p_first": first_wins(d)}

@@ -27,7 +27,7 @@ from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
+from .lora import finite_loss_guard, last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
     args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
                      precompute_ref_log_probs=tc.precompute_ref_log_probs)
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
+                         callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)
