@@ -342,13 +342,14 @@ def read_yaml(path: str | Path, seen: tuple = ()) -> dict:
         raise ConfigError(f"{path}: inherits from itself (through {' -> '.join(map(str, seen))})")
     try:
         # libyaml's loader where PyYAML has it: every task of a run reads the run's config
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a text file (invalid UTF-8 at byte {err.start})") from err
     except (yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"{path}: not valid YAML: {str(err)[:500]}") from err
+    data = {} if data is None else data  # an empty file: every default
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
     parent = data.pop("inherit", None)

@@ -8,6 +8,7 @@ Unknown names and values of the wrong type are errors that name the field.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -20,7 +21,10 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the field and what to do."""
 
 
+@functools.lru_cache(maxsize=None)
 def field_types(cls: type) -> dict[str, Any]:
+    # cached: resolving a dataclass's annotations is most of the cost of loading a config,
+    # which every task does
     return typing.get_type_hints(cls)
 
 

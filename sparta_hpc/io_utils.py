@@ -22,7 +22,7 @@ class DiskFull(OSError):
 def _is_disk_full(err: BaseException) -> bool:
     # h5py reports a failed write as a plain OSError whose text carries the errno
     text = str(err)
-    return (isinstance(err, OSError) and err.errno in FULL) or "No space left on device" in text \
+    return getattr(err, "errno", None) in FULL or "No space left on device" in text \
         or "Disk quota exceeded" in text or "errno = 28" in text
 
 
@@ -42,14 +42,15 @@ def disk_errors(path: Path):
         yield
     except DiskFull:
         raise
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # h5py raises either, with the errno in its text
         if not _is_disk_full(err):
             raise
         free = _free_bytes(Path(path))
         left = f"{free / 2**20:.1f} MiB" if free is not None else "unknown space"
-        raise DiskFull(errno.ENOSPC, f"no space left on device while writing {path} ({left} free there; "
-                                     f"{err.strerror or err}). Free space (or raise the quota), then run the same "
-                                     "command again: finished work is kept") from err
+        cause = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
+        raise DiskFull(errno.ENOSPC, f"no space left on device while writing {path} ({left} free there; {cause}). "
+                                     "Free space (or raise the quota), then run the same command again: finished "
+                                     "work is kept") from err
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
