@@ -7,15 +7,18 @@ on Lustre/NFS must never see two writers, and a reader never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from .algorithm.reputation import IterationResult, Ratings
+from .io_utils import disk_errors
 
 STR = h5py.string_dtype(encoding="utf-8")
 LAYOUT_VERSION = 1
@@ -36,11 +39,27 @@ def read_ratings(group: h5py.Group) -> Ratings:
                    [json.loads(h) for h in group["history"].asstr()[()]])
 
 
+@contextlib.contextmanager
+def _replacing(path: Path, before_replace: Callable[[Path], None] | None = None):
+    """Yield a temp name next to `path`, then rename it over `path`: a reader never sees half a file.
+    A failure (a full disk) removes the temp file and names `path`; `before_replace(tmp)` runs
+    on the finished temp file just before the rename (aggregate records it there)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with disk_errors(path):
+            yield tmp
+        if before_replace is not None:
+            before_replace(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judgments: dict,
                    ratings_before: Ratings) -> None:
     """Create the archive from the plan and the gathered shard contents (arrays built by gather)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["layout_version"] = LAYOUT_VERSION
         for key, value in attrs.items():
             f.attrs[key] = value
@@ -70,7 +89,6 @@ def write_gathered(path: Path, *, attrs: dict, plan: dict, responses: dict, judg
                 for key, value in judgments[group].items():
                     g.create_dataset(key, data=value)
         _write_ratings(f.create_group("ratings_before"), ratings_before)
-    os.replace(tmp, path)
 
 
 def read_ratings_from(path: Path, group: str = "ratings_before") -> Ratings:
@@ -85,12 +103,15 @@ def read_judged(path: Path) -> tuple[np.ndarray, np.ndarray, Ratings]:
         return duels, f["judgments/score"][()], read_ratings(f["ratings_before"])
 
 
-def write_pairs(path: Path, rows: list[dict]) -> None:
+def _copy(path: Path, tmp: Path) -> Path:
+    shutil.copyfile(path, tmp)
+    return tmp
+
+
+def write_pairs(path: Path, rows: list[dict], before_replace: Callable[[Path], None] | None = None) -> None:
     """A single-model method's preference pairs: numeric columns and each TRL row as JSON (to a
     copy, then rename). Its ratings do not move, so there is nothing else to add."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.copyfile(path, tmp)
-    with h5py.File(tmp, "a") as f:
+    with _replacing(path, before_replace) as tmp, h5py.File(_copy(path, tmp), "a") as f:
         if "pairs" in f:  # a rerun after a crash between rename and marker
             del f["pairs"]
         p = f.create_group("pairs")
@@ -99,14 +120,12 @@ def write_pairs(path: Path, rows: list[dict]) -> None:
             p.create_dataset(key, data=np.array([r[key] for r in rows], dtype=float))
         p.create_dataset("kind", data=_strings([r["kind"] for r in rows]), dtype=STR)
         p.create_dataset("json", data=_strings([json.dumps(r) for r in rows]), dtype=STR)
-    os.replace(tmp, path)
 
 
-def write_aggregated(path: Path, result: IterationResult) -> None:
+def write_aggregated(path: Path, result: IterationResult,
+                     before_replace: Callable[[Path], None] | None = None) -> None:
     """Add weighted scores, ratings after and the preference pairs (to a copy, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.copyfile(path, tmp)
-    with h5py.File(tmp, "a") as f:
+    with _replacing(path, before_replace) as tmp, h5py.File(_copy(path, tmp), "a") as f:
         for name in ("weighted_scores", "ratings_after", "pairs"):
             if name in f:  # a rerun after a crash between rename and marker
                 del f[name]
@@ -122,7 +141,6 @@ def write_aggregated(path: Path, result: IterationResult) -> None:
         p.create_dataset("rejected", data=result.pairs[:, 1].astype(np.int64))
         p.create_dataset("score_chosen", data=result.pair_scores[:, 0])
         p.create_dataset("score_rejected", data=result.pair_scores[:, 1])
-    os.replace(tmp, path)
 
 
 def read_archive(path: Path) -> dict:

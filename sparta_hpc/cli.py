@@ -11,6 +11,7 @@
     sparta-hpc score TASK PREDICTIONS.jsonl
     sparta-hpc status RUN_DIR [--watch [SECONDS]] [--events N]
     sparta-hpc report RUN_DIR [--out DIR]
+    sparta-hpc verify RUN_DIR
 """
 
 from __future__ import annotations
@@ -169,6 +170,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .paths import RunPaths
+    from .verify import verify
+
+    if not RunPaths(args.run_dir).config.exists():
+        log.error("verify: %s is not a run directory (no config.yaml)", args.run_dir)
+        return 2
+    report = verify(args.run_dir)
+    print(report.text(args.run_dir))
+    return 1 if report.problems else 0
+
+
 def cmd_init_tribe(args: argparse.Namespace) -> int:
     """The driver, stopping once the sft stage is done: the same config without it goes on into SPARTA."""
     from . import driver
@@ -277,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/report")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("verify", help="check every finished file against its recorded size and sha256, and each "
+                                      "archive against its plan, shards, pairs and ratings; exit 1 naming problems")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_verify)
 
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")

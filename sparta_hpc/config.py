@@ -24,9 +24,13 @@ import yaml
 from .algorithm.matchmaking import MatchConfig
 from .algorithm.reputation import ReputationConfig
 from .config_overrides import ConfigError, apply_overrides, from_dict, to_dict
+from .config_ranges import check_ranges
 from .paths import JOB_STAGES
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# folders that sit next to the members' own under RUN/sft/ and RUN/eval/<point>/
+RESERVED_NAMES = ("done", "manifest", "evaluate", "rate")
+SBATCH_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class MemberConfig:
     # {nodes: 2, gpus_per_node: 8} for a 70B member of a mixed tribe (sparta_hpc/resources.py)
     resources: dict[str, Any] = field(default_factory=dict)
     deepspeed: str | None = None  # its DeepSpeed config (e.g. zero3.json); None: train.deepspeed
+    # Run the model folder's own Python code (transformers' trust_remote_code), for architectures
+    # transformers does not ship. Off: a model folder cannot run code in the jobs (docs/security.md).
+    # Members sharing a base model must agree (one load serves them all).
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,9 @@ class JudgeConfig:
     # "parsed": the score the judge wrote (SPEC). "expected": the mean of the judge's
     # distribution over 1..10 from its log-probabilities, which always exists.
     score: Literal["parsed", "expected"] = "parsed"
+    # A longer answer is shown to the judge cut here, with a visible note (the archive and the
+    # pairs keep all of it): a runaway answer cannot blow up the judge's context. None: no cut.
+    max_response_chars: int | None = 8000
 
 
 @dataclass(frozen=True)
@@ -323,6 +334,10 @@ class Config:
     def member_names(self) -> list[str]:
         return [m.name for m in self.tribe.members]
 
+    def trusts_remote_code(self, model: str) -> bool:
+        """Whether the members on base model `model` let it run its own code (they agree: validate)."""
+        return any(m.trust_remote_code for m in self.tribe.members if m.model == model)
+
     def base_groups(self) -> list[list[int]]:
         """Member indices grouped by base model (one loaded model serves a group)."""
         groups: dict[str, list[int]] = {}
@@ -344,14 +359,19 @@ def read_yaml(path: str | Path, seen: tuple = ()) -> dict:
         raise ConfigError(f"{path}: inherits from itself (through {' -> '.join(map(str, seen))})")
     try:
         # libyaml's loader where PyYAML has it: every task of a run reads the run's config
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file (invalid UTF-8 at byte {err.start})") from err
+    except (yaml.YAMLError, RecursionError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err)[:500]}") from err
+    data = {} if data is None else data  # an empty file: every default
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections")
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
     parent = data.pop("inherit", None)
+    if parent is not None and not isinstance(parent, str):
+        raise ConfigError(f"{path}: inherit: expected the path of another config file, got {parent!r}")
     return _merge(read_yaml(path.parent / parent, seen + (path,)), data) if parent else data
 
 
@@ -368,6 +388,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         cfg = from_dict(Config, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+    except RecursionError:  # YAML aliases can build a structure that contains itself
+        raise ConfigError(f"{path}: nested too deeply (or a YAML alias refers to itself)") from None
     cfg = apply_overrides(cfg, list(overrides))
     return resolve_paths(cfg)
 
@@ -464,6 +486,9 @@ def validate(cfg: Config, tribe: bool = True) -> None:
         if not SAFE_NAME.match(m.name):
             raise ConfigError(f"{where}: name must be 1-64 characters of letters, digits, '_', '.', '-' "
                               "(it becomes a file name)")
+        if m.name in RESERVED_NAMES:
+            raise ConfigError(f"{where}: the name {m.name!r} is taken by the run directory's own folders "
+                              f"({', '.join(RESERVED_NAMES)}); rename the member")
         if m.name in seen:
             raise ConfigError(f"{where}: duplicate member name")
         seen.add(m.name)
@@ -505,3 +530,29 @@ def validate(cfg: Config, tribe: bool = True) -> None:
             section.validate()
         except ValueError as err:
             raise ConfigError(str(err)) from err
+    for model in {m.model for m in members}:
+        sharing = [m for m in members if m.model == model]
+        if len({m.trust_remote_code for m in sharing}) > 1:
+            raise ConfigError(f"tribe.members: {', '.join(m.name for m in sharing)} share the base model {model} "
+                              "(one load serves them) but not trust_remote_code; set it alike for all of them")
+    validate_sbatch(cfg)
+    check_ranges(cfg)
+
+
+def validate_sbatch(cfg: Config) -> None:
+    """Strings that become lines of an sbatch script are plain values: a newline in a partition name
+    would start a shell command of its own. Only `setup` lines and `python` are shell, by design."""
+    for stage in JOB_STAGES:
+        r: Resources = getattr(cfg.cluster, stage)
+        values = {f"cluster.{stage}.{k}": getattr(r, k) for k in ("partition", "account", "qos", "constraint")}
+        for key, value in r.extra_sbatch.items():
+            if not SBATCH_KEY.match(key):
+                raise ConfigError(f"cluster.{stage}.extra_sbatch: {key!r} is not an sbatch option name")
+            if not (value is True or isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+                raise ConfigError(f"cluster.{stage}.extra_sbatch.{key}: expected a value or true (a flag), "
+                                  f"got {value!r}")
+            values[f"cluster.{stage}.extra_sbatch.{key}"] = str(value)
+        for name, value in list(values.items()) + [(f"cluster.{stage}.python", r.python)] + \
+                [(f"cluster.{stage}.setup.{i}", line) for i, line in enumerate(r.setup)]:
+            if value is not None and re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+                raise ConfigError(f"{name}: control characters (a newline) are not allowed, got {value!r}")

@@ -8,6 +8,8 @@ Unknown names and values of the wrong type are errors that name the field.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import types
 import typing
 from typing import Any
@@ -19,7 +21,10 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the field and what to do."""
 
 
+@functools.lru_cache(maxsize=None)
 def field_types(cls: type) -> dict[str, Any]:
+    # cached: resolving a dataclass's annotations is most of the cost of loading a config,
+    # which every task does
     return typing.get_type_hints(cls)
 
 
@@ -64,14 +69,19 @@ def coerce(value: Any, typ: Any, name: str) -> Any:
     if typ is float:
         if isinstance(value, bool):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value) if abs(value) < 1e308 else math.inf  # a huge int overflows float()
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # .nan, .inf: every check below would let a NaN through
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+        return number
     if typ is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -113,6 +123,9 @@ def build_value(typ: Any, value: Any, name: str) -> Any:
     if typing.get_origin(typ) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        bad = [k for k in value if not isinstance(k, str) or not k]
+        if bad:
+            raise ConfigError(f"{name}: keys must be non-empty names, got {bad[0]!r}")
         return dict(value)
     return coerce(value, typ, name)
 

@@ -22,14 +22,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import methods, provenance
+from . import methods, provenance, repair
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import table as eval_table
 from .events import EventLog, clock
 from .instructions import load_instructions
-from .io_utils import atomic_write_json, atomic_write_text, read_json
+from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .launch import StageFailed, run_stage
+from .manifest import DamagedFile
 from .logs import setup_logging
 from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
 from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
@@ -39,6 +40,7 @@ from .stages import plan as plan_stage
 from .tracking import check_tracking
 
 log = logging.getLogger("sparta_hpc")
+REWALKS = 2  # walks again after a task found a damaged input mid-run
 
 
 def lock_run(paths: RunPaths):
@@ -51,7 +53,10 @@ def lock_run(paths: RunPaths):
     import os
     import socket
 
-    paths.root.mkdir(parents=True, exist_ok=True)
+    try:
+        private_run_dir(paths.root)  # and nothing the run writes is world-writable (umask)
+    except PermissionError as err:
+        raise ConfigError(str(err)) from None
     handle = open(paths.lock, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -149,7 +154,7 @@ def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, r
     # a single-model method changes one member: after the start, only that one is evaluated
     members = None if point == INITIAL or cfg.method == "sparta" else methods.trainees(cfg, paths)
     plan = eval_plan.make_plan(cfg, paths, point, members)
-    if not paths.eval_plan(point).exists() or read_json(paths.eval_plan(point)) != plan:
+    if _read_or_none(paths.eval_plan(point)) != plan:  # none yet, another one, or an unreadable one
         for stage in EVAL_STAGES:
             paths.marker(point, stage).unlink(missing_ok=True)
         atomic_write_json(paths.eval_plan(point), plan)
@@ -158,16 +163,24 @@ def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, r
             run_one_stage(cfg, paths, events, stage, point)
 
 
+def _read_or_none(path):
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
 def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int) -> None:
     if stage == "plan":
         plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
         events.write("stage_done", stage="plan", iteration=iteration)
-        return
-    run_stage(cfg, paths, events, stage, iteration, stage_tasks(cfg, paths, stage, iteration))
-    if stage in ARRAY_STAGES:
-        # gather and aggregate write their own markers; an array stage is
-        # done once every one of its tasks is
-        atomic_write_text(paths.marker(iteration, stage), "\n")
+    else:
+        run_stage(cfg, paths, events, stage, iteration, stage_tasks(cfg, paths, stage, iteration))
+        if stage in ARRAY_STAGES:
+            # gather and aggregate write their own markers; an array stage is
+            # done once every one of its tasks is
+            atomic_write_text(paths.marker(iteration, stage), "\n")
+    repair.after_stage(cfg, paths, events, stage, iteration)  # recomputed units vs. what they replaced
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,6 +269,7 @@ def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:
 def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | None) -> bool:
     """The sft stage (with sft.data), then every iteration, each followed by its evaluation point;
     False: stopped at `stop_after`."""
+    repair.resume_check(cfg, paths, events)  # damaged files the pending work would read: recomputed
     if cfg.sft.data:
         if not paths.is_done(INITIAL, "sft"):
             run_one_stage(cfg, paths, events, "sft", INITIAL)
@@ -296,15 +310,23 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
     if changed:
         events.write(changed[0], diff=changed[1])
     start = time.time()
-    try:
-        if points is None and not run_all(cfg, paths, events, stop_after):
-            return 0
-        for point in points or []:
-            run_eval_point(cfg, paths, events, point, refresh=True)
-    except StageFailed as err:
-        events.write("driver_failed", error=str(err))
-        log.error("%s", err)
-        return 1
+    for walk in range(REWALKS + 1):
+        try:
+            if points is None and not run_all(cfg, paths, events, stop_after):
+                return 0
+            if points is not None:
+                repair.resume_check(cfg, paths, events, points)
+            for point in points or []:
+                run_eval_point(cfg, paths, events, point, refresh=True)
+            break
+        except (StageFailed, DamagedFile, DiskFull) as err:
+            # a task found a damaged input (it names it): invalidate it and walk again
+            if walk < REWALKS and not isinstance(err, DiskFull) and repair.resume_check(cfg, paths, events, points):
+                log.warning("%s\nrecomputing what was damaged and resuming", err)
+                continue
+            events.write("driver_failed", error=str(err))
+            log.error("%s", err)
+            return 1
     events.write("driver_done", seconds=round(time.time() - start, 2))
     log.info("finished in %s: %s", clock(time.time() - start), paths.root)
     if points is None:

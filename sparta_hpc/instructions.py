@@ -16,6 +16,7 @@ from typing import Iterator
 
 from .config import InstructionsConfig
 from .config_overrides import ConfigError
+from .text import unsafe
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,14 @@ def iter_rows(path: Path, setting: str = "instructions.source") -> Iterator[tupl
     `setting` names the config field that points at the file, for the error messages."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path) as f:
+        with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is an error naming it
             for lineno, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ConfigError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-                yield f"{path}:{lineno}", row
+                yield f"{path}:{lineno}", _parse(line, f"{path}:{lineno}")
         return
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}: not valid JSON ({err})") from err
+        data = _parse(path.read_bytes(), str(path))
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON list of objects")
         yield from ((f"{path}[{i}]", row) for i, row in enumerate(data))
@@ -113,6 +107,19 @@ def iter_rows(path: Path, setting: str = "instructions.source") -> Iterator[tupl
             raise ConfigError(f"{path}: cannot read as Parquet: {err}") from err
         return
     raise ConfigError(f"{setting}: {path} has an unknown extension (use .jsonl, .json or .parquet)")
+
+
+def _parse(raw: bytes, where: str):
+    """One JSON document; ConfigError naming `where` for anything that is not one (invalid UTF-8,
+    a syntax error, nesting too deep for the parser)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: not UTF-8 text (invalid byte at position {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: JSON nested too deeply") from None
 
 
 def _rows(path: Path) -> list[tuple[str, object]]:
@@ -134,14 +141,23 @@ def load_instructions(cfg: InstructionsConfig) -> list[Instruction]:
             if not isinstance(text, str) or not text.strip():
                 raise ConfigError(f"{where}: field {cfg.prompt_field!r} (instructions.prompt_field) is missing "
                                   "or not a non-empty string")
-            ident = str(row[cfg.id_field]) if cfg.id_field and cfg.id_field in row else str(i)
             if cfg.id_field and cfg.id_field not in row:
                 raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) is missing")
+            ident = row[cfg.id_field] if cfg.id_field else i
+            if not isinstance(ident, (str, int)) or isinstance(ident, bool) or not str(ident).strip():
+                raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) must be a non-empty "
+                                  f"string or an integer, got {ident!r}")
             reference = row.get(cfg.reference_field) if cfg.reference_field else None
-            if reference is not None and not isinstance(reference, (str, int, float)):
+            if reference is not None and (not isinstance(reference, (str, int, float)) or isinstance(reference, bool)):
                 raise ConfigError(f"{where}: field {cfg.reference_field!r} (instructions.reference_field) "
                                   "must be a text")
-            items.append(Instruction(ident, text, "" if reference is None else str(reference)))
+            item = Instruction(str(ident), text, "" if reference is None else str(reference))
+            for name, value in ((cfg.prompt_field, item.text), (cfg.id_field, item.id),
+                                (cfg.reference_field, item.reference)):
+                # the archive stores them as UTF-8 strings, which cannot hold these
+                if name and (what := unsafe(value)):
+                    raise ConfigError(f"{where}: field {name!r} holds {what}; clean the file")
+            items.append(item)
         if not items:
             raise ConfigError(f"instructions.source: {path} holds no instructions")
         ids = [it.id for it in items]

@@ -266,8 +266,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             if in_process:
                 raise error
             raise StageFailed(
-                f"{stage} ({when}) task {attempt.task} failed {attempt.number} times; "
-                f"see its log {log_file}. Fix the cause and run the same command again to resume.")
+                f"{stage} ({when}) task {attempt.task} failed {attempt.number} times, last with: {last_line}\n"
+                f"See its log {log_file}. Fix the cause and run the same command again to resume.")
         progress.update(done, len(running), retried)
     events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),
                  seconds=round(time.time() - start, 2))

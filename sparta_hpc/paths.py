@@ -28,6 +28,8 @@
                                      log_history.json: TRL's per-step metrics)
         adapters/<member>/           the member's LoRA adapter for iteration t+1
         done/<stage>                 completion markers, written last
+        manifest/<unit>.json         size and sha256 of each file a unit of work finished (manifest.py):
+                                     plan, generate.g00_s0003, judge.g00_s0003, gather, aggregate, train.<member>
       eval/prompts/<task>.<split>.json   each evaluation task's prompts (built once by lm-eval)
       eval/initial/, eval/iter_0000/     an evaluation point: the members as they start (initial),
                                          or after iteration t's training
@@ -38,9 +40,12 @@
         <member>/<task>.<split>.samples.jsonl   prompt, response, extracted answer, correct / rating
         summary.json                 every member's scores of this point
         done/<stage>                 completion markers
+        manifest/<unit>.json         evaluate.gGG_sKKKK.<digest>, rate.sKKKK.<digest>, score
+      sft/manifest/sft.<member>.json the expert adapters' files
 
 A shard or stage is done exactly when its file (shard output, marker) exists;
-every such file is written to a temp name and renamed.
+every such file is written to a temp name and renamed. A unit's manifest
+record is written before that file appears, so every finished unit has one.
 """
 
 from __future__ import annotations
@@ -166,6 +171,27 @@ class RunPaths:
 
     def is_done(self, iteration: int, stage: str, member: str | None = None) -> bool:
         return self.marker(iteration, stage, member).exists()
+
+    def scope(self, iteration: int, stage: str) -> Path:
+        """The folder a stage's work of `iteration` lives in: the sft folder, an evaluation point's, an iteration's."""
+        if stage in RUN_STAGES:
+            return self.sft_root
+        return self.eval_point(iteration) if stage in EVAL_STAGES else self.iteration(iteration)
+
+    def manifest(self, iteration: int, unit: str) -> Path:
+        """The record (sizes, sha256) of one unit of work: "gather", "train.<member>", "generate.g00_s0003"."""
+        return self.scope(iteration, unit.split(".")[0]) / "manifest" / f"{unit}.json"
+
+    def manifests(self) -> list[Path]:
+        """Every unit record of the run (sft, iterations, evaluation points)."""
+        found = []
+        for pattern in ("sft/manifest/*.json", "iter_*/manifest/*.json", "eval/*/manifest/*.json"):
+            found += sorted(self.root.glob(pattern))
+        return found
+
+    def relative(self, path: Path) -> str:
+        """A path inside the run as the manifests name it (relative to the run directory)."""
+        return Path(path).relative_to(self.root).as_posix()
 
     # the initial tribe (sft stage): one expert adapter per member, before iteration 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import submitit
 
-from .io_utils import free_port
+from .io_utils import free_port, no_world_write
 from .logs import setup_logging
 from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
 
@@ -80,6 +80,7 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     from .stages.common import load_run
 
     start = time.time()
+    no_world_write()  # whatever submitted it: nothing this task writes is world-writable
     cfg, paths = load_run(run_dir)
     # a job's own process logs our way; in the driver's process (debug executor) the driver's set-up stays
     setup_logging(replace=cfg.cluster.executor != "debug")

@@ -45,6 +45,10 @@ MC_OPTION = re.compile(r"^([A-Z]): ", re.M)
 
 # Slots ("generate-1", "judge-0", ...) whose next model load fails once: an injected task failure.
 FAIL_ONCE: set[str] = set()
+# Hostile output: a member whose answers (as a duelist, or to benchmark items) are these texts, in
+# turn; a judge whose every raw output ends with this text after its score.
+HOSTILE: dict[str, list[str]] = {}
+HOSTILE_JUDGE: dict[str, str] = {}
 
 
 def digest(*parts: object) -> int:
@@ -84,6 +88,8 @@ class ScriptedGroup:
             pick = digest(prompt, batch.member, seed, batch.temperature)
             letters = MC_OPTION.findall(prompt)
             final = f"The answer is {letters[pick % len(letters)]}." if letters else f"The answer is {pick % 50}."
+            if batch.member in HOSTILE:
+                return HOSTILE[batch.member][pick % len(HOSTILE[batch.member])]
             quality = self.quality(batch.member)
             if batch.temperature > 0:  # samples of one member differ a little
                 quality = max(1, min(10, quality + pick % 3 - 1))
@@ -93,7 +99,7 @@ class ScriptedGroup:
         score = self.judge_score(batch.member, response.group(1))
         if batch.temperature > 0:  # sampled judgments of one answer disagree a little
             score = max(1, min(10, score + digest("jitter", seed, response.group(1)) % 3 - 1))
-        return batch.prefix + f"{score}}}"
+        return batch.prefix + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "")
 
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         for b in batches:
@@ -188,7 +194,7 @@ def scripted_models():
     opened: list[tuple[str, str, dict]] = []
     original_open, original_train, original_sft = backends.open_group, train.train_member, sft.sft_member
 
-    def open_group(backend, model, adapters, *, dtype, engine, cache_dir, seed):
+    def open_group(backend, model, adapters, *, dtype, engine, cache_dir, seed, trust_remote_code=False):
         slot = Path(cache_dir).name  # paths.cache("<stage>-<task>")
         if slot in FAIL_ONCE:
             FAIL_ONCE.discard(slot)

@@ -24,6 +24,7 @@ def chat_prompts(tokenizer, conversations: list[list[dict]], prefix: str = "") -
 class Generated:
     text: str
     n_tokens: int
+    raw_b64: str | None = None  # what the model returned, when text.sanitize changed it (text.restore)
 
 
 @dataclass
@@ -56,16 +57,18 @@ class ModelGroup(Protocol):
 
 
 def open_group(backend: str, model: str, adapters: dict[str, str | None], *, dtype: str, engine,
-               cache_dir: Path, seed: int) -> ModelGroup:
+               cache_dir: Path, seed: int, trust_remote_code: bool = False) -> ModelGroup:
     """The group's base model, loaded once, with every member's adapter (None: the bare base).
 
     `engine` (the config's `vllm` section), `cache_dir` and `seed` are the vLLM
-    engine's; the HF backend seeds each batch itself.
+    engine's; the HF backend seeds each batch itself. `trust_remote_code`: let the
+    model folder run its own Python code (members' `trust_remote_code`; off by default).
     """
     if backend == "vllm":
         from .vllm import VLLMGroup
 
-        return VLLMGroup(model, adapters, dtype=dtype, engine=engine, cache_dir=cache_dir, seed=seed)
+        return VLLMGroup(model, adapters, dtype=dtype, engine=engine, cache_dir=cache_dir, seed=seed,
+                         trust_remote_code=trust_remote_code)
     from .hf import HFGroup
 
-    return HFGroup(model, adapters, dtype=dtype)
+    return HFGroup(model, adapters, dtype=dtype, trust_remote_code=trust_remote_code)

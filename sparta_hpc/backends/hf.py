@@ -26,15 +26,17 @@ class HFGroup:
     """A base model with the adapters of the members it serves."""
 
     def __init__(self, model_path: str, adapters: dict[str, str | None], dtype: str = "float32",
-                 device: str | None = None):
+                 device: str | None = None, trust_remote_code: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         start = time.time()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left",
+                                                       trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype]).to(self.device)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=DTYPES[dtype],
+                                                     trust_remote_code=trust_remote_code).to(self.device)
         self.loads = 1
         self.adapters = {name: path for name, path in adapters.items() if path}
         if self.adapters:

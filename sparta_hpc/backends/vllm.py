@@ -74,7 +74,7 @@ class VLLMGroup:
     """A base model in one vLLM engine with the adapters of the members it serves."""
 
     def __init__(self, model_path: str, adapters: dict[str, str | None], *, dtype: str, engine, cache_dir: Path,
-                 seed: int):
+                 seed: int, trust_remote_code: bool = False):
         isolate_engine(cache_dir, engine.cpu_kv_cache_gb)
         from vllm import LLM
         from vllm.lora.request import LoRARequest
@@ -94,7 +94,8 @@ class VLLMGroup:
                 "max_cpu_loras": len(self.adapters)} if self.adapters else {}
         self.llm = LLM(model=model_path, dtype=dtype, tensor_parallel_size=tp, seed=seed,
                        max_model_len=engine.max_model_len, gpu_memory_utilization=engine.gpu_memory_utilization,
-                       enforce_eager=engine.enforce_eager or not gpus, enable_prefix_caching=True, **lora, **extra)
+                       enforce_eager=engine.enforce_eager or not gpus, enable_prefix_caching=True,
+                       trust_remote_code=trust_remote_code, **lora, **extra)
         self.loads = 1
         self.max_model_len = self.llm.model_config.max_model_len
         self.tokenizer = self.llm.get_tokenizer()

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config import Config, ConfigError
 from ..config_overrides import to_dict
 from ..io_utils import atomic_write_json, read_json
+from ..manifest import load_entries, read_checked_json
 from ..paths import INITIAL, RunPaths
 from . import data
 from .leakage import overlap
@@ -116,8 +117,11 @@ def write_prompts(cfg: Config, paths: RunPaths) -> None:
             stat = path.stat()  # a file edited in place gets new prompts
             settings = {"task": task, "split": split, "file": str(path), "limit": cfg.eval.limit,
                         "file_stat": [stat.st_size, stat.st_mtime_ns]}
-            if out.exists() and {k: read_json(out).get(k) for k in settings} == settings:
-                continue
+            try:  # built already with these settings (a damaged file is built again)
+                if {k: read_json(out).get(k) for k in settings} == settings:
+                    continue
+            except (OSError, ValueError, AttributeError):
+                pass
             loaded = load_task(task, path, split, cfg.eval.limit)
             atomic_write_json(out, {**settings, "kind": loaded.kind, "max_new_tokens": loaded.max_new_tokens,
                                     "docs": loaded.docs, "prompts": loaded.prompts()})
@@ -192,10 +196,11 @@ def item_values(paths: RunPaths, plan: dict, point: int, stage: str, item: int) 
     evaluate, the ratings of rate)."""
     field = "responses" if stage == "evaluate" else "ratings"
     out: dict[str, list] = {m: [] for m in plan["members"]}
+    entries = load_entries(paths)  # each shard is checked against its record as it is read
     for shard in plan[f"{stage}_shards"]:
         at = [s for s, (i, _, _) in enumerate(shard["segments"]) if i == item]
         for path in shard_files(paths, plan, point, stage, shard) if at else []:
-            held = read_json(path)[field]
+            held = read_checked_json(paths, path, entries)[field]
             for s in at:
                 for member, values in held[s].items():
                     out[member] += values

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..algorithm.judging import judge_messages
 from ..config import Config
+from ..text import clip
 from .pairs import best_vs_worst, judge_pairs, spin_pairs, sppo_pairs
 
 
@@ -42,7 +43,8 @@ def baseline_rows(cfg: Config, archive: dict, names: list[str]) -> list[dict]:
     if cfg.method == "meta_rewarding":
         raw, parsed = archive["judgments/raw"][:, policy], archive["judgments/parsed"][:, policy]
         for c, s, a, b, p in judge_pairs(parsed, archive["meta/rounds"], archive["meta/p_hi_better"]):
-            prompt = judge_messages(instructions[c], text[c, s], cfg.judge.few_shot)
+            # the prompt the judge answered: the answer as it was shown (cut at judge.max_response_chars)
+            prompt = judge_messages(instructions[c], clip(text[c, s], cfg.judge.max_response_chars), cfg.judge.few_shot)
             rows.append(_row(prompt, raw[c, s, a], raw[c, s, b], duel=c, kind="judge", chosen_slot=s,
                              rejected_slot=s, chosen_round=a, rejected_round=b, score_chosen=float(parsed[c, s, a]),
                              score_rejected=float(parsed[c, s, b]), meta_probability=p, **who))

@@ -16,6 +16,7 @@ from ..algorithm.reputation import run_iteration
 from ..archive import pair_rows, read_archive, read_judged, write_aggregated, write_pairs
 from ..config import Config
 from ..io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
+from ..manifest import check_file, digest_file, record_files, write_record
 from ..methods.rows import baseline_rows, counts
 from ..paths import RunPaths
 from ..ratings_file import earlier_ratings, load_ratings, ratings_to_json
@@ -25,12 +26,31 @@ from .common import stage_main
 log = logging.getLogger(__name__)
 
 
+def archive_recorder(paths: RunPaths, iteration: int):
+    """Record the completed archive copy before it replaces the gathered one: a rerun after a crash
+    between that rename and the marker then finds an archive it recognises."""
+    def record(tmp):
+        write_record(paths, iteration, "aggregate", paths.marker(iteration, "aggregate"),
+                     {paths.archive(iteration): digest_file(tmp)})
+    return record
+
+
+def finish(paths: RunPaths, iteration: int) -> None:
+    """The aggregate's record (archive, pairs, summary, next ratings), then its marker."""
+    marker = paths.marker(iteration, "aggregate")
+    record_files(paths, iteration, "aggregate", marker, [paths.archive(iteration), paths.pairs(iteration),
+                                                         paths.summary(iteration), paths.ratings(iteration + 1)])
+    mark_done(marker)
+
+
 def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
     names = cfg.member_names()
+    check_file(paths, paths.archive(iteration))
     archive = read_archive(paths.archive(iteration))
     rows = baseline_rows(cfg, archive, names)
-    write_pairs(paths.archive(iteration), rows)
+    write_pairs(paths.archive(iteration), rows, archive_recorder(paths, iteration))
     atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
+    check_file(paths, paths.ratings(iteration))
     atomic_write_bytes(paths.ratings(iteration + 1), paths.ratings(iteration).read_bytes())
     report = json.loads(archive["attrs"]["judge_report"])
     summary = {"method": cfg.method, **counts(rows, len(archive["instructions/text"])),
@@ -40,7 +60,7 @@ def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
     _, ratings = load_ratings(paths.ratings(iteration + 1))
     log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, dict(zip(names, ratings.rating)),
                                                             dict(zip(names, ratings.deviation))))
-    mark_done(paths.marker(iteration, "aggregate"))
+    finish(paths, iteration)
     log.info("iteration %d (%s): %d response pairs, %d judge pairs from %d instructions", iteration, cfg.method,
              summary["pairs"], summary["judge_pairs"], summary["instructions"])
 
@@ -51,11 +71,12 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     if cfg.method != "sparta":
         return run_baseline(cfg, paths, iteration)
     archive_path = paths.archive(iteration)
+    check_file(paths, archive_path)  # the gathered archive (or the copy an interrupted aggregate recorded)
     duels, scores, before = read_judged(archive_path)
     names = cfg.member_names()
     after = earlier_ratings(paths, iteration, names) if cfg.reputation.authors_static else []
     result = run_iteration(before, duels, scores, cfg.reputation, iteration=iteration, ratings_after=after)
-    write_aggregated(archive_path, result)
+    write_aggregated(archive_path, result, archive_recorder(paths, iteration))
     archive = read_archive(archive_path)
     rows = pair_rows(archive, names)
     atomic_write_text(paths.pairs(iteration), "".join(json.dumps(r) + "\n" for r in rows))
@@ -70,7 +91,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     atomic_write_json(paths.summary(iteration), summary)
     log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, summary["ratings"],
                                                             dict(zip(names, result.ratings.deviation))))
-    mark_done(paths.marker(iteration, "aggregate"))
+    finish(paths, iteration)
     log.info("iteration %d: %d of %d duels had a valid judge, %d preference pairs", iteration,
              int((result.n_judges > 0).sum()), len(duels), len(rows))
 

@@ -9,11 +9,12 @@ import os
 from pathlib import Path
 
 from .. import backends
-from ..backends import ModelGroup
+from ..backends import Generated, ModelGroup
 from ..config import Config, load_config
-from ..io_utils import read_json
 from ..logs import setup_logging
+from ..manifest import check_files, read_checked_json
 from ..paths import RunPaths
+from ..text import sanitize
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, RunPaths]:
@@ -59,7 +60,8 @@ def set_threads(cfg: Config) -> None:
 
 
 def read_plan(paths: RunPaths, iteration: int) -> dict:
-    return read_json(paths.plan(iteration))
+    """The iteration's plan, checked against its record."""
+    return read_checked_json(paths, paths.plan(iteration))
 
 
 def shard_rows(plan: dict, stage: str, shard: int) -> range:
@@ -89,10 +91,24 @@ def open_member_group(cfg: Config, paths: RunPaths, iteration: int, group: list[
     """The group's base model, loaded once, with each member's weights of `iteration`;
     `slot` names the task ("generate-3") for the vLLM engine's own cache folder."""
     adapters = {cfg.members[i].name: member_adapter(cfg, paths, iteration, i) for i in group}
+    check_files(paths, [a for a in adapters.values() if a])  # an adapter the run trained: as recorded
     # looked up on the module, not imported by name: the fast tests put a scripted model there
-    return backends.open_group(backend, cfg.members[group[0]].model, adapters, dtype=cfg.generate.dtype,
-                               engine=cfg.vllm, cache_dir=paths.cache(slot),
-                               seed=task_seed(cfg.tribe.seed, iteration, slot))
+    model = cfg.members[group[0]].model
+    return backends.open_group(backend, model, adapters, dtype=cfg.generate.dtype, engine=cfg.vllm,
+                               cache_dir=paths.cache(slot), seed=task_seed(cfg.tribe.seed, iteration, slot),
+                               trust_remote_code=cfg.trusts_remote_code(model))
+
+
+def model_outputs(outputs: list[list[Generated]]) -> list[list[Generated]]:
+    """Every generated text through text.sanitize, right after generation: the one place where model
+    output enters the pipeline (shards, archive, pairs and samples then hold valid UTF-8 only)."""
+    out = []
+    for batch in outputs:
+        out.append([])
+        for o in batch:
+            clean, raw = sanitize(o.text)
+            out[-1].append(Generated(clean, o.n_tokens, raw))
+    return out
 
 
 def stage_main(doc: str, run, with_task: bool = True) -> None:

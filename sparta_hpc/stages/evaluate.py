@@ -17,9 +17,10 @@ import time
 
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import read_json
+from ..manifest import write_shard
 from ..paths import RunPaths
-from .common import member_adapter, open_member_group, set_threads, stage_main, with_system
+from .common import member_adapter, model_outputs, open_member_group, set_threads, stage_main, with_system
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,20 @@ def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
     # a point's weights: the adapters members start iteration point + 1 with
     model = open_member_group(cfg, paths, point + 1, plan["groups"][g], cfg.eval_backend, f"evaluate-{task}")
     load_seconds = time.time() - start
-    flat = model.generate_all([b for batches in requests for b in batches], cfg.eval.batch_size)
+    flat = model_outputs(model.generate_all([b for batches in requests for b in batches], cfg.eval.batch_size))
     outputs, at = [], 0
     for batches in requests:  # back to one {member: answers} per segment
         outputs.append({b.member: flat[at + n] for n, b in enumerate(batches)})
         at += len(batches)
     adapters = {cfg.members[m].name: member_adapter(cfg, paths, point + 1, m) for m in plan["groups"][g]}
-    atomic_write_json(out, {
+    write_shard(paths, point, "evaluate", out, {
         "segments": shard["segments"], "group": g, "adapters": adapters,  # which weights answered
         "responses": [{m: [o.text for o in outs] for m, outs in seg.items()} for seg in outputs],
         "n_tokens": [{m: [o.n_tokens for o in outs] for m, outs in seg.items()} for seg in outputs],
+        # what the models wrote where text.sanitize changed it: {segment: {member: {row: base64}}}
+        "raw_b64": {s: raw for s, seg in enumerate(outputs)
+                    if (raw := {m: {r: o.raw_b64 for r, o in enumerate(outs) if o.raw_b64} for m, outs in seg.items()
+                                if any(o.raw_b64 for o in outs)})},
         "seconds": time.time() - start, "load_seconds": load_seconds, "backend": cfg.eval_backend,
         "model_loads": model.loads})
     n_items = sum(end - first for _, first, end in shard["segments"])

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..archive import write_gathered
 from ..config import Config, config_to_yaml
-from ..io_utils import mark_done, read_json
+from ..io_utils import mark_done
+from ..manifest import check_file, load_entries, read_checked_json, record_files
 from ..methods.pairs import symmetric_preference
 from ..paths import RunPaths
 from ..provenance import versions
@@ -27,8 +28,9 @@ def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
     n, S = len(plan["authors"]), len(plan["authors"][0])
     text = np.full((n, S), None, dtype=object)
     n_tokens = np.zeros((n, S), dtype=np.int64)
+    entries = load_entries(paths)  # every shard is checked against its record as it is read
     for g, k in plan["generate_tasks"]:
-        for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
+        for r in read_checked_json(paths, paths.shard(iteration, "generate", g, k), entries)["responses"]:
             text[r["duel"], r["side"]] = r["text"]
             n_tokens[r["duel"], r["side"]] = r["n_tokens"]
     missing = np.argwhere(text == None)  # noqa: E711 (elementwise)
@@ -50,8 +52,9 @@ def collect_judgments(cfg: Config, paths: RunPaths, plan: dict, iteration: int) 
     logprobs = np.full((n, m, S, 10), np.nan) if with_logprobs else None
     meta_rounds, meta_p = np.full((n, S, 2), -1, dtype=np.int64), np.full((n, S), np.nan)
     p_first = np.full((n, S, S), np.nan)
+    entries = load_entries(paths)
     for g, k in plan["judge_tasks"]:
-        shard = read_json(paths.shard(iteration, "judge", g, k))
+        shard = read_checked_json(paths, paths.shard(iteration, "judge", g, k), entries)
         for x in shard["judgments"]:
             at = (x["duel"], index[x["judge"]], x["side"], x["round"])
             raw[at] = x["raw"]
@@ -94,6 +97,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     responses = collect_responses(paths, plan, iteration)
     judgments = collect_judgments(cfg, paths, plan, iteration)
     report = judge_report(plan, judgments)
+    check_file(paths, paths.ratings(iteration))
     _, ratings = load_ratings(paths.ratings(iteration))
     attrs = {"iteration": iteration, "seed": cfg.tribe.seed, "members": json.dumps(plan["members"]),
              "method": plan["method"],
@@ -103,7 +107,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
              "judge_report": json.dumps(report)}
     write_gathered(paths.archive(iteration), attrs=attrs, plan=plan, responses=responses, judgments=judgments,
                    ratings_before=ratings)
-    mark_done(paths.marker(iteration, "gather"))
+    marker = paths.marker(iteration, "gather")
+    record_files(paths, iteration, "gather", marker, [paths.archive(iteration)])
+    mark_done(marker)
     for name, r in report.items():
         if r["judgments"] and r["unparsed"] == r["judgments"]:
             log.warning("judge %s gave no parsable score in any of its %d judgments (iteration %d)",

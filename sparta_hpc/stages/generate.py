@@ -14,9 +14,9 @@ import time
 
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json
+from ..manifest import write_shard
 from ..paths import RunPaths
-from .common import open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from .common import model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,14 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     start = time.time()
     model = open_member_group(cfg, paths, iteration, plan["groups"][g], cfg.generate.backend, f"generate-{task}")
     load_seconds = time.time() - start
-    outputs = model.generate_all([batch for batch, _ in requests], cfg.generate.batch_size)
-    responses = [{"duel": c, "side": side, "member": batch.member, "text": o.text, "n_tokens": o.n_tokens}
+    outputs = model_outputs(model.generate_all([batch for batch, _ in requests], cfg.generate.batch_size))
+    responses = [{"duel": c, "side": side, "member": batch.member, "text": o.text, "n_tokens": o.n_tokens,
+                  **({"raw_b64": o.raw_b64} if o.raw_b64 else {})}  # what the model wrote, if sanitized
                  for (batch, slots), outs in zip(requests, outputs, strict=True)
                  for (c, side), o in zip(slots, outs, strict=True)]
     n_tokens = sum(r["n_tokens"] for r in responses)
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
+    write_shard(paths, iteration, "generate", out, {"task": [g, k], "responses": responses, "new_tokens": n_tokens,
                             "seconds": seconds, "load_seconds": load_seconds, "backend": cfg.generate.backend,
                             "model_loads": model.loads})
     log.info("generate group %d shard %d: %d responses, %d tokens in %.1f s", g, k, len(responses), n_tokens, seconds)

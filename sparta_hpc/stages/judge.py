@@ -33,10 +33,11 @@ from ..algorithm.judging import (
 )
 from ..backends import Batch
 from ..config import Config
-from ..io_utils import atomic_write_json, read_json
+from ..manifest import load_entries, read_checked_json, write_shard
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
 from ..paths import RunPaths
-from .common import member_adapter, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from ..text import clip
+from .common import member_adapter, model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,9 @@ def generate_shards_for(plan: dict, shard: int) -> list[tuple[int, int]]:
 def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> dict[Slot, str]:
     """(duel, side) -> response text for every duel of judge shard `shard`."""
     rows = shard_rows(plan, "judge", shard)
-    texts = {}
+    texts, entries = {}, load_entries(paths)
     for g, k in generate_shards_for(plan, shard):
-        for r in read_json(paths.shard(iteration, "generate", g, k))["responses"]:
+        for r in read_checked_json(paths, paths.shard(iteration, "generate", g, k), entries)["responses"]:
             if r["duel"] in rows:
                 texts[(r["duel"], r["side"])] = r["text"]
     missing = [(c, side) for c in rows for side in range(len(plan["authors"][c])) if (c, side) not in texts]
@@ -75,6 +76,11 @@ def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> d
                            f"({len(missing)} missing) in {paths.iteration(iteration) / 'generate'}; delete "
                            f"{paths.marker(iteration, 'generate')} and rerun to regenerate")
     return texts
+
+
+def shown_to_judges(cfg: Config, responses: dict[Slot, str]) -> dict[Slot, str]:
+    """The answers as every judge prompt shows them: cut at judge.max_response_chars (text.clip)."""
+    return {slot: clip(text, cfg.judge.max_response_chars) for slot, text in responses.items()}
 
 
 def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: dict[Slot, str]) -> list[JudgeWork]:
@@ -109,7 +115,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     if plan["method"] == "sppo":
         return run_pairwise(cfg, paths, plan, iteration, task, k, out)
     jc = cfg.judge
-    responses = read_responses(paths, plan, iteration, k)
+    responses = shown_to_judges(cfg, read_responses(paths, plan, iteration, k))
     work = judge_requests(cfg, plan, g, k, responses)
     start = time.time()
     backend = cfg.judge_backend
@@ -123,11 +129,12 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         expected = [[expected_score(dict(zip(SCORES, lp))) for lp in per_judge] for per_judge in logprobs]
     judgments = []
     for r in range(jc.rounds):
-        outs = model.generate_all(round_batches(cfg, work, iteration, k, r), jc.batch_size)
+        outs = model_outputs(model.generate_all(round_batches(cfg, work, iteration, k, r), jc.batch_size))
         for w, per_judge, exp, lps in zip(work, outs, expected, logprobs, strict=True):
             for (c, side), o, e, lp in zip(w.slots, per_judge, exp, lps, strict=True):
                 judgments.append({"duel": c, "side": side, "judge": w.judge, "round": r, "raw": o.text,
-                                  "parsed": parse_score(o.text), "expected": e, "logprobs": lp})
+                                  "parsed": parse_score(o.text), "expected": e, "logprobs": lp,
+                                  **({"raw_b64": o.raw_b64} if o.raw_b64 else {})})
     meta = []
     if plan["method"] == "meta_rewarding":  # the judge (the aligned model) judges its own judgments
         (w,) = work
@@ -137,7 +144,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
             scored = model.score_all([w.judge], [convs], "", list(CHOICES), jc.batch_size)[0]
             meta = meta_results(slots, [first_wins(d) for d in scored])
     seconds = time.time() - start
-    atomic_write_json(out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
+    write_shard(paths, iteration, "judge", out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
                             "backend": backend, "model_loads": model.loads})
     parsed = sum(x["parsed"] is not None for x in judgments)
     log.info("judge group %d shard %d: %d judgments (%d parsed) in %.1f s", g, k, len(judgments), parsed, seconds)
@@ -146,7 +153,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
 def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task: int, k: int, out) -> None:
     """SPPO: the preference model compares every two answers of each instruction, both orders."""
     rows = shard_rows(plan, "judge", k)
-    responses = read_responses(paths, plan, iteration, k)
+    responses = shown_to_judges(cfg, read_responses(paths, plan, iteration, k))
     b, policy = cfg.baseline, plan["authors"][rows[0]][0]
     if b.judge_model:  # a preference model of its own
         model_path, adapter, system = b.judge_model, b.judge_adapter, []
@@ -158,12 +165,13 @@ def run_pairwise(cfg: Config, paths: RunPaths, plan: dict, iteration: int, task:
     slot = f"judge-{task}"
     model = backends.open_group(cfg.judge_backend, model_path, {"judge": adapter}, dtype=cfg.generate.dtype,
                                 engine=cfg.vllm, cache_dir=paths.cache(slot),
-                                seed=task_seed(cfg.tribe.seed, iteration, slot))
+                                seed=task_seed(cfg.tribe.seed, iteration, slot),
+                                trust_remote_code=cfg.trusts_remote_code(model_path))
     pairs, convs = pairwise_requests(plan, rows, responses, system)
     scored = model.score_all(["judge"], [convs], "", list(CHOICES), cfg.judge.batch_size)[0]
     comparisons = [{"duel": c, "first": i, "second": j, "p_first": first_wins(d)}
                    for (c, i, j), d in zip(pairs, scored, strict=True)]
-    atomic_write_json(out, {"task": [0, k], "judgments": [], "comparisons": comparisons,
+    write_shard(paths, iteration, "judge", out, {"task": [0, k], "judgments": [], "comparisons": comparisons,
                             "seconds": time.time() - start, "backend": cfg.judge_backend, "model_loads": model.loads,
                             "preference_model": model_path})
     log.info("judge (pairwise) shard %d: %d comparisons in %.1f s", k, len(comparisons), time.time() - start)

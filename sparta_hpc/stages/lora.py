@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..config import Config
+from ..io_utils import disk_errors
 from .common import is_main_rank
 
 
@@ -32,15 +33,15 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, initial: Path
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tc = cfg.train
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tc, trust = cfg.train, cfg.trusts_remote_code(model_path)  # off unless the member sets it
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if tc.bf16 else torch.float32
     if tc.quantization == "4bit":
-        model = load_4bit(model_path, dtype, tc.gradient_checkpointing)
+        model = load_4bit(model_path, dtype, tc.gradient_checkpointing, trust)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust)
     if adapter:
         return PeftModel.from_pretrained(model, adapter, is_trainable=True), tokenizer
     lora = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
@@ -53,7 +54,7 @@ def load_policy(cfg: Config, model_path: str, adapter: str | None, initial: Path
     return model, tokenizer
 
 
-def load_4bit(model_path: str, dtype, gradient_checkpointing: bool):
+def load_4bit(model_path: str, dtype, gradient_checkpointing: bool, trust_remote_code: bool = False):
     """QLoRA: the frozen base in 4-bit NF4 on this rank's GPU, LoRA trained in `dtype`."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -67,16 +68,22 @@ def load_4bit(model_path: str, dtype, gradient_checkpointing: bool):
                                bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     model = AutoModelForCausalLM.from_pretrained(model_path, quantization_config=quant, dtype=dtype,
-                                                 device_map={"": rank})
+                                                 device_map={"": rank}, trust_remote_code=trust_remote_code)
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
 
 
 def save_adapter(model, out: Path) -> None:
-    """Only the trained adapter ("default"), not TRL's frozen "ref" copy; atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Only the trained adapter ("default"), not TRL's frozen "ref" copy; atomically (a full disk
+    names the folder and leaves no half-written one)."""
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, selected_adapters=["default"])
+    try:
+        with disk_errors(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp, selected_adapters=["default"])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
@@ -113,6 +120,33 @@ def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int, membe
         # (then gloo); otherwise it finds no GPU backend and runs every rank alone.
         use_cpu=not torch.cuda.is_available(),
     )
+
+
+class NonFiniteLoss(RuntimeError):
+    """A member's training loss became NaN or infinite; the message names the member and the step."""
+
+
+def finite_loss_guard(what: str):
+    """A TrainerCallback that stops training at the first logged loss that is NaN or infinite.
+
+    Its on_log runs before the step's checkpoint is saved, so no weights of a diverged step are
+    kept: the last checkpoint and every other member's work stay as they were. `what` names the job
+    ("member ada, iteration 3 (DPO)") in the error.
+    """
+    import math
+
+    from transformers import TrainerCallback
+
+    class FiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"{what}: the training loss is {loss} at step {state.global_step}; training stops (nothing of "
+                    "this step is saved; the other members' work is kept). Look at what it starts from (an adapter "
+                    "with NaN/inf weights?) and the learning rate, then run the same command again")
+
+    return FiniteLoss()
 
 
 def train_summary(cfg: Config, trainer, result, resume: str | None) -> dict:

@@ -19,7 +19,8 @@ from ..algorithm.matchmaking import draw_instructions, make_duels
 from ..algorithm.reputation import Ratings
 from ..config import Config
 from ..instructions import load_instructions
-from ..io_utils import atomic_write_json, mark_done, read_json
+from ..io_utils import atomic_write_json, mark_done
+from ..manifest import check_file, read_checked_json, record_files
 from ..paths import RunPaths
 from ..ratings_file import load_ratings, ratings_to_json
 
@@ -86,13 +87,16 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
         return
     if iteration == 0 and not paths.ratings(0).exists():
         atomic_write_json(paths.ratings(0), ratings_to_json(cfg.member_names(), initial_ratings(cfg)))
+    check_file(paths, paths.ratings(iteration))
     names, ratings = load_ratings(paths.ratings(iteration))
     if names != cfg.member_names():
         raise RuntimeError(f"{paths.ratings(iteration)} lists members {names}, the config {cfg.member_names()}")
-    used = {row["id"] for t in range(iteration) for row in read_json(paths.plan(t))["instructions"]}
+    used = {row["id"] for t in range(iteration) for row in read_checked_json(paths, paths.plan(t))["instructions"]}
     plan = make_plan(cfg, iteration, ratings, used, methods.policy(cfg, paths))
     atomic_write_json(paths.plan(iteration), plan)
-    mark_done(paths.marker(iteration, "plan"))
+    marker = paths.marker(iteration, "plan")
+    record_files(paths, iteration, "plan", marker, [paths.plan(iteration)] + ([paths.ratings(0)] if iteration == 0 else []))
+    mark_done(marker)
     log.info("iteration %d (%s): planned %d instructions x %d answers, %d generate and %d judge tasks", iteration,
              cfg.method, len(plan["authors"]), len(plan["authors"][0]) if plan["authors"] else 0,
              len(plan["generate_tasks"]), len(plan["judge_tasks"]))

@@ -19,9 +19,10 @@ from ..backends import Batch
 from ..config import Config
 from ..eval.plan import item_values
 from ..eval.rated import evaluator_messages
-from ..io_utils import atomic_write_json, read_json
+from ..io_utils import read_json
+from ..manifest import write_shard
 from ..paths import RunPaths
-from .common import set_threads, stage_main, task_seed
+from .common import model_outputs, set_threads, stage_main, task_seed
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
     start = time.time()
     slot = f"rate-{task}"
     model = backends.open_group(cfg.eval_backend, ev.model, {"evaluator": ev.adapter}, dtype=cfg.generate.dtype,
-                                engine=cfg.vllm, cache_dir=paths.cache(slot), seed=task_seed(cfg.tribe.seed, slot))
+                                engine=cfg.vllm, cache_dir=paths.cache(slot), seed=task_seed(cfg.tribe.seed, slot),
+                                trust_remote_code=cfg.trusts_remote_code(ev.model))
     batch = Batch("evaluator", convs, 0.0, 1.0, ev.max_new_tokens, seed=0, prefix=ev.answer_prefix)
-    texts = [o.text for o in model.generate_all([batch], cfg.eval.batch_size)[0]]
+    texts = [o.text for o in model_outputs(model.generate_all([batch], cfg.eval.batch_size))[0]]
     expected = [None] * len(convs)
     if ev.score == "expected":
         scored = model.score_all(["evaluator"], [convs], SCORE_PREFIX, list(CANDIDATES), cfg.eval.batch_size)[0]
@@ -59,7 +61,7 @@ def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
     ratings: list[dict[str, list[dict]]] = [{m: [] for m in plan["members"]} for _ in shard["segments"]]
     for (s, member, _), text, e in zip(requests, texts, expected, strict=True):
         ratings[s][member].append({"raw": text, "parsed": parse_score(text), "expected": e})
-    atomic_write_json(out, {"segments": shard["segments"], "ratings": ratings, "score_kind": ev.score,
+    write_shard(paths, point, "rate", out, {"segments": shard["segments"], "ratings": ratings, "score_kind": ev.score,
                             "seconds": time.time() - start, "backend": cfg.eval_backend})
     log.info("rate shard %s: %d answers in %.1f s", shard["name"], len(convs), time.time() - start)
 

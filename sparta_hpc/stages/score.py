@@ -19,6 +19,7 @@ from ..config import Config
 from ..eval.plan import item_values
 from ..eval.task import rating_result, score_rows
 from ..io_utils import atomic_write_json, atomic_write_text, mark_done, read_json
+from ..manifest import record_files
 from ..paths import INITIAL, RunPaths
 from ..tracking import log_pipeline
 from .common import stage_main
@@ -46,6 +47,7 @@ def run(cfg: Config, paths: RunPaths, point: int) -> None:
         return
     plan = read_json(paths.eval_plan(point))
     scores: dict[str, dict[str, dict]] = {m: {} for m in plan["members"]}
+    written = []  # every file this point's scores consist of: recorded before the marker
     for i, it in enumerate(plan["items"]):
         prompts = read_json(paths.eval_prompts(it["task"], it["split"]))
         answers = item_values(paths, plan, point, "evaluate", i)
@@ -53,20 +55,22 @@ def run(cfg: Config, paths: RunPaths, point: int) -> None:
         for member in plan["members"]:
             figures, samples = score_item(cfg, plan, i, prompts, answers[member], ratings.get(member, []))
             scores[member].setdefault(it["task"], {})[it["split"]] = figures
-            atomic_write_text(paths.eval_samples(point, member, it["task"], it["split"]),
-                              "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+            written.append(paths.eval_samples(point, member, it["task"], it["split"]))
+            atomic_write_text(written[-1], "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
     settings = {"point": "initial" if point == INITIAL else point, "backend": cfg.eval_backend,
                 "limit": cfg.eval.limit, "max_new_tokens": {it["task"]: it["max_new_tokens"] for it in plan["items"]},
                 "decoding": "greedy", "evaluator": cfg.eval.evaluator.model, "score_kind": cfg.eval.evaluator.score}
     for member, tasks in scores.items():
         for task, per_split in tasks.items():
-            atomic_write_json(paths.eval_result(point, member, task),
-                              {"task": task, "member": member, **per_split, "settings": settings})
+            written.append(paths.eval_result(point, member, task))
+            atomic_write_json(written[-1], {"task": task, "member": member, **per_split, "settings": settings})
     atomic_write_json(paths.eval_summary(point), {"point": point, "members": plan["members"], "scores": scores,
                                                  "settings": settings})
     log_pipeline(cfg, paths, point + 1, {f"eval/{task}/{split}/{member}": f["score"] for member, tasks in scores.items()
                                          for task, per_split in tasks.items() for split, f in per_split.items()})
-    mark_done(paths.marker(point, "score"))
+    marker = paths.marker(point, "score")
+    record_files(paths, point, "score", marker, written + [paths.eval_summary(point)])
+    mark_done(marker)
     log.info("evaluation point %s: %d members x %d task splits scored", settings["point"], len(plan["members"]),
              len(plan["items"]))
 

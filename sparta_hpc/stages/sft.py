@@ -25,10 +25,11 @@ import time
 
 from ..config import Config
 from ..io_utils import mark_done
+from ..manifest import record_files
 from ..paths import INITIAL, RunPaths
 from ..sft_data import member_examples, member_source
 from .common import is_main_rank, set_threads, stage_main, task_seed
-from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
+from .lora import finite_loss_guard, last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def sft_member(cfg: Config, paths: RunPaths, member: int) -> dict:
                            f"sft.max_length={sc.max_length} tokens or more; raise sft.max_length")
     # completion_only_loss: the loss on the answer, not on the prompt (TRL's default for this format)
     args = TRLSFTConfig(**training_arguments(cfg, sc, work, seed, member), completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(examples))
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(examples),
+                         callbacks=[finite_loss_guard(f"member {m.name} (SFT)")])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming SFT from %s", m.name, resume)
@@ -86,7 +88,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     summary["seconds"] = round(time.time() - start, 2)
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     if is_main_rank():
-        mark_done(paths.marker(INITIAL, "sft", name), json.dumps(summary))
+        marker = paths.marker(INITIAL, "sft", name)
+        record_files(paths, INITIAL, f"sft.{name}", marker, [paths.sft_adapter(name)])
+        mark_done(marker, json.dumps(summary))
     log.info("sft %s: %s", name, summary)
 
 

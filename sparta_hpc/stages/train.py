@@ -21,12 +21,13 @@ from pathlib import Path
 
 from ..config import Config
 from ..io_utils import atomic_write_json, mark_done
+from ..manifest import check_files, record_files
 from ..paths import RunPaths
 from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
+from .lora import finite_loss_guard, last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
     args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
                      precompute_ref_log_probs=tc.precompute_ref_log_probs)
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows))
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
+                         callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)
@@ -79,12 +81,19 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         log.info("train %s (iteration %d) is already done", name, iteration)
         return
     set_threads(cfg)
+    # what it starts from, as recorded: the pairs and its adapter of iteration t
+    start_from = member_adapter(cfg, paths, iteration, task)
+    check_files(paths, [paths.pairs(iteration)] + ([start_from] if start_from else []))
     start = time.time()
     summary = train_member(cfg, paths, iteration, task)
     summary["seconds"] = time.time() - start
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     if is_main_rank():
-        mark_done(paths.marker(iteration, "train", name), json.dumps(summary))
+        marker = paths.marker(iteration, "train", name)
+        log_file = paths.train_log(iteration, name)
+        record_files(paths, iteration, f"train.{name}", marker,
+                     [paths.adapter(iteration, name)] + ([log_file] if log_file.exists() else []))
+        mark_done(marker, json.dumps(summary))
     log.info("train %s (iteration %d): %s", name, iteration, summary)
 
 
