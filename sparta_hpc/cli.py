@@ -2,6 +2,7 @@
 
     sparta-hpc replay DUELS.jsonl --ratings RATINGS.json --out OUT.json [--set reputation.NAME=VALUE ...]
     sparta-hpc simulate [--members 10 --iterations 8 --duels 1000 --seed 42] [--set reputation.NAME=VALUE ...]
+                        [--panel-sizes 1,3,5,all]
     sparta-hpc export RUN_DIR --iteration N [--out DIR] [--duels]
     sparta-hpc eval RUN_DIR [--iteration N | --initial] [eval.NAME=VALUE ...]
     sparta-hpc eval --model PATH [--adapter PATH] --tasks gsm8k,medqa --data-dir DIR --out DIR [eval.NAME=VALUE ...]
@@ -42,7 +43,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .algorithm.simulate import SimulationConfig, simulate, variant_order, variants, with_variant
+    from .algorithm.simulate import SimulationConfig, check_panel, simulate, variant_order, variants, with_variant
 
     cfg = SimulationConfig(members=args.members, iterations=args.iterations, duels=args.duels, seed=args.seed)
     try:
@@ -51,9 +52,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         cfg.matchmaking.validate()
         if cfg.members < 3:
             raise ConfigError(f"members must be >= 3, got {cfg.members}")
+        sizes = panel_sizes(args.panel_sizes) if args.panel_sizes else []
+        for size in sizes + [cfg.panel_size]:
+            check_panel(cfg, size)
     except (ConfigError, ValueError) as err:
         log.error("simulate: %s", err)
         return 2
+    if sizes:
+        print_panel_sweep(cfg, sizes)
+        return 0
     # Every setting (column) under both reputation variants (rows), on the same simulated judgments.
     settings = variants(cfg)
     kinds = variant_order(cfg)
@@ -61,7 +68,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     labels = {kind: kind + ("+static" if kind == "authors" and cfg.reputation.authors_static else "")
               for kind in kinds}
     print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, "
-          f"seed {cfg.seed}" + (" (reputation.frozen: ratings never change)" if cfg.reputation.frozen else ""))
+          f"seed {cfg.seed}" + (" (reputation.frozen: ratings never change)" if cfg.reputation.frozen else "")
+          + (f"; judge panels of {cfg.panel_size} ({cfg.panel_sampling}), spec only" if cfg.panel_size else ""))
     print("tau = Kendall tau of reputation vs. true quality; acc = share of pairs whose chosen answer is better")
     print("spec = SPEC 1.6; authors = the authors' rating code (docs/algorithm.md, Variants)")
     width = max(len(n) for n in settings)
@@ -75,6 +83,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             head = f"{t:4d}" if i == 0 else "    "
             print(f"{head}  {labels[kind]:{lw}}  " + "  ".join(f"{c:>{width}}" for c in cells))
     return 0
+
+
+def panel_sizes(text: str) -> list[int | None]:
+    """'1,3,all' -> [1, 3, None]."""
+    try:
+        return [None if s.strip() == "all" else int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--panel-sizes: expected judges per duel and/or 'all', comma-separated, got {text!r}")
+
+
+def print_panel_sweep(cfg, sizes: list[int | None]) -> None:
+    """Per judge panel size: judgments asked for, Kendall tau and pair accuracy, for both samplings."""
+    from .algorithm.simulate import panel_sweep
+
+    rows = panel_sweep(cfg, sizes)
+    print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, seed "
+          f"{cfg.seed}; weighting {cfg.reputation.weighting}, alpha={cfg.matchmaking.alpha:g}, variant spec")
+    print(f"judge panel: k of the {cfg.members - 2} members outside each duel (all: every one, nothing sampled)")
+    print("judgments = scores asked for per iteration (duels x k x 2 answers); tau = Kendall tau of reputation "
+          "vs. true quality after the last iteration; acc = share of all iterations' pairs whose chosen answer "
+          "is better")
+    print(f"{'k':>5}  {'judgments':>9}  {'uniform: tau':>12}  {'acc':>5}  {'reputation: tau':>15}  {'acc':>5}")
+    for size in sizes:
+        got = {r.sampling: r for r in rows if r.panel_size == size}
+        uni, rep = got["uniform"], got.get("reputation", got["uniform"])
+        print(f"{'all' if size is None else size:>5}  {uni.judgments:>9,}  {uni.kendall_tau:>+12.3f}  "
+              f"{uni.pair_accuracy:>5.3f}  {rep.kendall_tau:>+15.3f}  {rep.pair_accuracy:>5.3f}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -234,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duels", type=int, default=1000, help="duels per iteration")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--set", action="append", default=[],
-                   metavar="reputation.NAME=VALUE | matchmaking.alpha=VALUE | judge_noise_worst=VALUE")
+                   metavar="reputation.NAME=VALUE | matchmaking.alpha=VALUE | judge_noise_worst=VALUE | panel_size=K")
+    p.add_argument("--panel-sizes", default=None, metavar="K,K,...,all",
+                   help="instead of the variants table: per judge panel size (judge.panel_size; all: every "
+                        "member outside the duel), tau and pair accuracy for uniform and reputation sampling")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("export", help="preference pairs (JSONL + HF dataset) and replay input of an iteration")

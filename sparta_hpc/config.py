@@ -9,12 +9,7 @@ loading a model, before the driver submits anything.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import re
-import shlex
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,13 +19,6 @@ import yaml
 from .algorithm.matchmaking import MatchConfig
 from .algorithm.reputation import ReputationConfig
 from .config_overrides import ConfigError, apply_overrides, from_dict, to_dict
-from .config_ranges import check_ranges
-from .paths import JOB_STAGES
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# folders that sit next to the members' own under RUN/sft/ and RUN/eval/<point>/
-RESERVED_NAMES = ("done", "manifest", "evaluate", "rate")
-SBATCH_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -118,6 +106,12 @@ class JudgeConfig:
     # A longer answer is shown to the judge cut here, with a visible note (the archive and the
     # pairs keep all of it): a runaway answer cannot blow up the judge's context. None: no cut.
     max_response_chars: int | None = 8000
+    # Beyond the paper: judging grows as duels x (M - 2), so a large tribe may have each duel judged
+    # by a seeded random panel of this many of the non-duelling members (docs/algorithm.md,
+    # "Judge panels"); None: every one of them (SPEC). Method sparta only.
+    panel_size: int | None = None
+    # uniform, or with probability proportional to reputation (at the start of the iteration)
+    panel_sampling: Literal["uniform", "reputation"] = "uniform"
 
 
 @dataclass(frozen=True)
@@ -424,135 +418,5 @@ def config_to_yaml(cfg: Config) -> str:
     return yaml.dump(to_dict(cfg), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=100)
 
 
-def zero_stage(deepspeed_json: str) -> int | None:
-    try:
-        return json.loads(Path(deepspeed_json).read_text()).get("zero_optimization", {}).get("stage")
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"train.deepspeed: cannot read {deepspeed_json}: {err}") from err
-
-
-def validate_vllm(cfg: Config) -> None:
-    v = cfg.vllm
-    if v.tensor_parallel_size is not None and v.tensor_parallel_size < 1:
-        raise ConfigError(f"vllm.tensor_parallel_size: must be >= 1 or null (every GPU of the job), "
-                          f"got {v.tensor_parallel_size}")
-    if not 0 < v.gpu_memory_utilization <= 1:
-        raise ConfigError(f"vllm.gpu_memory_utilization: must be in (0, 1], got {v.gpu_memory_utilization}")
-    if v.max_model_len is not None and v.max_model_len < 1:
-        raise ConfigError(f"vllm.max_model_len: must be >= 1 or null, got {v.max_model_len}")
-    if v.block_size is not None and v.block_size < 1:
-        raise ConfigError(f"vllm.block_size: must be >= 1 or null, got {v.block_size}")
-    if v.cpu_kv_cache_gb < 1:
-        raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
-    if cfg.cluster.executor == "slurm":
-        return  # the jobs' Python lives on the cluster's nodes
-    uses = [("generate", cfg.generate.backend), ("judge", cfg.judge_backend)]
-    if cfg.eval.tasks:
-        from .eval.data import SPECS
-
-        uses.append(("evaluate", cfg.eval_backend))
-        if any(SPECS[t].kind == "rated" for t in cfg.eval.tasks if t in SPECS):
-            uses.append(("rate", cfg.eval_backend))
-    for stage, backend in uses:
-        if backend == "vllm" and not getattr(cfg.cluster, stage).python and importlib.util.find_spec("vllm") is None:
-            # local tasks run in this Python: a missing vLLM would only show in the first task
-            raise ConfigError(f"{stage} uses the 'vllm' backend but vllm is not installed in this Python; "
-                              f"install it (GPU: pip install vllm; CPU: docs/vllm.md), point "
-                              f"cluster.{stage}.python at a Python that has it, or use 'hf'")
-
-
-def validate_pythons(cfg: Config) -> None:
-    """Local tasks started with another interpreter: it must exist here."""
-    if cfg.cluster.executor != "local":
-        return
-    for stage in JOB_STAGES:
-        python = getattr(cfg.cluster, stage).python
-        if python and not shutil.which(shlex.split(python)[-1]):
-            raise ConfigError(f"cluster.{stage}.python: no executable {shlex.split(python)[-1]!r}")
-
-
-def validate(cfg: Config, tribe: bool = True) -> None:
-    """Every check that needs no model load; raises ConfigError naming the field.
-    `tribe=False`: members to evaluate, not a tribe (any number, at least one)."""
-    members = cfg.members
-    if not members:
-        raise ConfigError("tribe.members: no members")
-    if tribe and len(members) < (2 if cfg.reputation.duelists_judge else 3):
-        raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got "
-                          f"{len(members)}; a tribe of 2 needs reputation.duelists_judge: true")
-    seen = set()
-    for i, m in enumerate(members):
-        where = f"tribe.members.{i} ({m.name!r})"
-        if not SAFE_NAME.match(m.name):
-            raise ConfigError(f"{where}: name must be 1-64 characters of letters, digits, '_', '.', '-' "
-                              "(it becomes a file name)")
-        if m.name in RESERVED_NAMES:
-            raise ConfigError(f"{where}: the name {m.name!r} is taken by the run directory's own folders "
-                              f"({', '.join(RESERVED_NAMES)}); rename the member")
-        if m.name in seen:
-            raise ConfigError(f"{where}: duplicate member name")
-        seen.add(m.name)
-        if not Path(m.model, "config.json").is_file():
-            raise ConfigError(f"{where}.model: no model at {m.model} (expected a folder with config.json; "
-                              "for the tiny tribe run tools/prepare_tiny_tribe.py)")
-        if m.adapter and not Path(m.adapter, "adapter_config.json").is_file():
-            raise ConfigError(f"{where}.adapter: no LoRA adapter at {m.adapter} (expected adapter_config.json)")
-        if m.temperature < 0 or not 0 < m.top_p <= 1 or m.max_new_tokens < 1:
-            raise ConfigError(f"{where}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
-        if m.initial_rating is not None and m.initial_rating <= 0:
-            raise ConfigError(f"{where}.initial_rating: must be > 0")
-    t = cfg.tribe
-    for name, value in (("tribe.iterations", t.iterations), ("tribe.duels_per_iteration", t.duels_per_iteration),
-                        ("generate.duels_per_shard", cfg.generate.duels_per_shard),
-                        ("generate.batch_size", cfg.generate.batch_size),
-                        ("judge.duels_per_shard", cfg.judge.duels_per_shard), ("judge.rounds", cfg.judge.rounds),
-                        ("judge.batch_size", cfg.judge.batch_size), ("judge.max_new_tokens", cfg.judge.max_new_tokens),
-                        ("train.batch_size", cfg.train.batch_size), ("train.lora_r", cfg.train.lora_r),
-                        ("cluster.local_parallel", cfg.cluster.local_parallel),
-                        ("cluster.local_threads", cfg.cluster.local_threads)):
-        if value < 1:
-            raise ConfigError(f"{name}: must be >= 1, got {value}")
-    validate_vllm(cfg)
-    validate_pythons(cfg)
-    for name in ("max_retries", "max_timeouts"):
-        if getattr(cfg.cluster, name) < 0:
-            raise ConfigError(f"cluster.{name}: must be >= 0, got {getattr(cfg.cluster, name)}")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (a share of the training steps), "
-                          f"got {cfg.train.warmup_ratio}")
-    if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
-        raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
-    if cfg.train.quantization == "4bit" and cfg.train.deepspeed and zero_stage(cfg.train.deepspeed) == 3:
-        raise ConfigError("train.quantization: 4bit (QLoRA) does not shard under ZeRO-3 here; use ZeRO-2 "
-                          "(configs/deepspeed/zero2.json) or no DeepSpeed with QLoRA")
-    for section in (cfg.reputation, cfg.matchmaking):
-        try:
-            section.validate()
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-    for model in {m.model for m in members}:
-        sharing = [m for m in members if m.model == model]
-        if len({m.trust_remote_code for m in sharing}) > 1:
-            raise ConfigError(f"tribe.members: {', '.join(m.name for m in sharing)} share the base model {model} "
-                              "(one load serves them) but not trust_remote_code; set it alike for all of them")
-    validate_sbatch(cfg)
-    check_ranges(cfg)
-
-
-def validate_sbatch(cfg: Config) -> None:
-    """Strings that become lines of an sbatch script are plain values: a newline in a partition name
-    would start a shell command of its own. Only `setup` lines and `python` are shell, by design."""
-    for stage in JOB_STAGES:
-        r: Resources = getattr(cfg.cluster, stage)
-        values = {f"cluster.{stage}.{k}": getattr(r, k) for k in ("partition", "account", "qos", "constraint")}
-        for key, value in r.extra_sbatch.items():
-            if not SBATCH_KEY.match(key):
-                raise ConfigError(f"cluster.{stage}.extra_sbatch: {key!r} is not an sbatch option name")
-            if not (value is True or isinstance(value, (str, int, float)) and not isinstance(value, bool)):
-                raise ConfigError(f"cluster.{stage}.extra_sbatch.{key}: expected a value or true (a flag), "
-                                  f"got {value!r}")
-            values[f"cluster.{stage}.extra_sbatch.{key}"] = str(value)
-        for name, value in list(values.items()) + [(f"cluster.{stage}.python", r.python)] + \
-                [(f"cluster.{stage}.setup.{i}", line) for i, line in enumerate(r.setup)]:
-            if value is not None and re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
-                raise ConfigError(f"{name}: control characters (a newline) are not allowed, got {value!r}")
+# The checks live in their own module; callers import them from here.
+from .config_checks import validate, validate_sbatch, zero_stage  # noqa: E402,F401

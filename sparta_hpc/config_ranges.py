@@ -87,6 +87,7 @@ RANGES: dict[str, Range] = {
     "judge.max_new_tokens": at_least(1, 10**6),
     "judge.batch_size": COUNT,
     "judge.max_response_chars": COUNT,
+    "judge.panel_size": COUNT,
     "train.beta": above(0),
     "train.learning_rate": above(0),
     "train.warmup_ratio": share(),

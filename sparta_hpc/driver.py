@@ -30,8 +30,8 @@ from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .launch import StageFailed, run_stage
-from .manifest import DamagedFile
 from .logs import setup_logging
+from .manifest import DamagedFile
 from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
 from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .resources import check_resources

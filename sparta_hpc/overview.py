@@ -36,8 +36,9 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = N
               f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
               f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
               f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
-              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score} "
-              f"[{cfg.judge_backend}]",
+              f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score}"
+              + (f", panels of {cfg.judge.panel_size} of {len(cfg.members) - 2} judges ({cfg.judge.panel_sampling})"
+                 if cfg.judge.panel_size else "") + f" [{cfg.judge_backend}]",
               "  gather     1 CPU job -> one HDF5 archive",
               "  aggregate  1 CPU job -> ratings, preference pairs",
               f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "

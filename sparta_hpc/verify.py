@@ -111,7 +111,8 @@ def expected_units(paths: RunPaths, report: Report) -> None:
         if plan and paths.is_done(point, "evaluate"):
             for g, k in plan["evaluate_tasks"]:
                 name = plan["evaluate_shards"][k]["name"]
-                need(point, f"evaluate.g{g:02d}_{name}", paths.eval_shard(point, "evaluate", name, g), "an answer shard")
+                need(point, f"evaluate.g{g:02d}_{name}", paths.eval_shard(point, "evaluate", name, g),
+                     "an answer shard")
         if plan and paths.is_done(point, "rate"):
             for k in plan["rate_tasks"]:
                 name = plan["rate_shards"][k]["name"]
@@ -137,7 +138,8 @@ def same(a, b) -> bool:
 
 
 def _ratings_equal(file_ratings, archive_ratings) -> bool:
-    return (same(file_ratings.rating, archive_ratings.rating) and same(file_ratings.deviation, archive_ratings.deviation)
+    return (same(file_ratings.rating, archive_ratings.rating)
+            and same(file_ratings.deviation, archive_ratings.deviation)
             and file_ratings.history == archive_ratings.history)
 
 
@@ -208,7 +210,8 @@ def _score_kind(a: dict) -> str:
 def _responses(paths: RunPaths, plan: dict, a: dict, t: int, where: str, damaged: set[str]) -> list[str]:
     """Every answer slot has a response; it is its generate shard's (where the shards are intact)."""
     out, seen = [], set()
-    shards = [(g, k) for g, k in plan["generate_tasks"] if paths.relative(paths.shard(t, "generate", g, k)) not in damaged]
+    shards = [(g, k) for g, k in plan["generate_tasks"]
+              if paths.relative(paths.shard(t, "generate", g, k)) not in damaged]
     text = a["responses/text"]
     if text.shape != np.array(plan["authors"]).shape:
         return [f"{where} responses/text has shape {text.shape}, the plan {np.array(plan['authors']).shape}"]
@@ -248,7 +251,8 @@ def _replay(paths: RunPaths, a: dict, names: list[str], t: int, end, where: str)
     for key, value in (("weighted_scores/final", result.final_scores), ("weighted_scores/update", result.update_scores),
                        ("weighted_scores/n_judges", result.n_judges), ("pairs/duel", result.pair_duels),
                        ("pairs/chosen", result.pairs[:, 0]), ("pairs/rejected", result.pairs[:, 1]),
-                       ("pairs/score_chosen", result.pair_scores[:, 0]), ("ratings_after/rating", result.ratings.rating)):
+                       ("pairs/score_chosen", result.pair_scores[:, 0]),
+                       ("ratings_after/rating", result.ratings.rating)):
         if not same(a[key], value):
             out.append(f"{where} {key} differs from a replay of the archived judgments")
     if not _ratings_equal(end, result.ratings):

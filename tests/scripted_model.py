@@ -99,7 +99,9 @@ class ScriptedGroup:
         score = self.judge_score(batch.member, response.group(1))
         if batch.temperature > 0:  # sampled judgments of one answer disagree a little
             score = max(1, min(10, score + digest("jitter", seed, response.group(1)) % 3 - 1))
-        return batch.prefix + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "")
+        # the rest of '{"score": N}' after whatever the answer was prefilled with
+        return batch.prefix + ('{"score": '[len(batch.prefix):] if '{"score": '.startswith(batch.prefix) else "") \
+            + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "")
 
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         for b in batches:

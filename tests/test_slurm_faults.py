@@ -60,6 +60,16 @@ def running_on(paths: RunPaths, stage: str, node_not: str) -> tuple[str, str] | 
     return None
 
 
+def resume_node(node: str) -> None:
+    """Bring a node set DOWN back. Slurm refuses `state=resume` while the node is still cleaning up the
+    job it killed (completing), so this asks again until the node is up."""
+    def up() -> bool:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+        state = subprocess.run(["sinfo", "-h", "-n", node, "-o", "%T"], capture_output=True, text=True).stdout
+        return "down" not in state and "drain" not in state
+    until(up, f"node {node} to come back", 120)
+
+
 def restart_slurmctld() -> None:
     subprocess.run(["slurmctld"], check=True)
     until(lambda: "is UP" in subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout,
@@ -105,7 +115,7 @@ def driver_job(cluster, tiny_model, tmp_path_factory):  # noqa: F811 (the import
                            check=True)
             faults["node_down"] = found
             time.sleep(5)
-            subprocess.run(["scontrol", "update", f"nodename={found[1]}", "state=resume"], check=True)
+            resume_node(found[1])
         # 3. the time-limit signal the script traps: it requeues the driver job itself
         until(lambda: paths.is_done(0, "judge"), "the judge stage")
         subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)

@@ -19,7 +19,8 @@ from .scripted_model import scripted_models
 
 
 def make_config(run_dir, members: int, groups: int, duels: int, gen_shard: int, judge_shard: int, rounds: int,
-                adapters: tuple[bool, ...] = (), score: str = "parsed") -> Config:
+                adapters: tuple[bool, ...] = (), score: str = "parsed", panel_size: int | None = None,
+                panel_sampling: str = "uniform") -> Config:
     tribe = [MemberConfig(name=f"m{i}", model=f"/models/base{i % groups}",
                           adapter=f"/adapters/m{i}" if i < len(adapters) and adapters[i] else None,
                           system_prompt=f"You are member {i}." if i % 2 else None, temperature=0.7)
@@ -28,7 +29,8 @@ def make_config(run_dir, members: int, groups: int, duels: int, gen_shard: int, 
                   tribe=TribeConfig(members=tribe, iterations=1, duels_per_iteration=duels),
                   generate=GenerateConfig(duels_per_shard=gen_shard),
                   judge=JudgeConfig(duels_per_shard=judge_shard, rounds=rounds, temperature=0.7,
-                                    answer_prefix='{"score": ', score=score),
+                                    answer_prefix='{"score": ', score=score, panel_size=panel_size,
+                                    panel_sampling=panel_sampling),
                   cluster=ClusterConfig(executor="debug"))
 
 
@@ -92,13 +94,15 @@ def run_iteration_stages(cfg: Config) -> RunPaths:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(members=st.integers(3, 12), groups=st.integers(1, 3), duels=st.integers(1, 24),
        gen_shard=st.integers(1, 8), judge_shard=st.integers(1, 8), rounds=st.integers(1, 3),
-       adapters=st.lists(st.booleans(), max_size=12), score=st.sampled_from(["parsed", "expected"]))
-def test_any_shard_layout_generates_each_response_once_and_judges_it_by_every_other_member(
-        members, groups, duels, gen_shard, judge_shard, rounds, adapters, score):
+       adapters=st.lists(st.booleans(), max_size=12), score=st.sampled_from(["parsed", "expected"]),
+       panel=st.none() | st.integers(1, 10), sampling=st.sampled_from(["uniform", "reputation"]))
+def test_any_shard_layout_generates_each_response_once_and_judges_it_by_exactly_its_panel(
+        members, groups, duels, gen_shard, judge_shard, rounds, adapters, score, panel, sampling):
     groups = min(groups, members)
+    panel = None if panel is None else min(panel, members - 2)  # None: every member outside the duel
     with tempfile.TemporaryDirectory() as tmp, scripted_models() as opened:
         cfg = make_config(f"{tmp}/run", members, groups, duels, gen_shard, judge_shard, rounds, tuple(adapters),
-                          score)
+                          score, panel, sampling)
         paths = run_iteration_stages(cfg)
         p = json.loads(paths.plan(0).read_text())
         pairs = np.array(p["authors"]).reshape(-1, 2)
@@ -116,7 +120,13 @@ def test_any_shard_layout_generates_each_response_once_and_judges_it_by_every_ot
                 seen[(r["duel"], r["side"])] = r["text"]
         assert set(seen) == {(c, side) for c in range(duels) for side in (0, 1)}
 
-        # every duel judged by exactly every non-duelling member, both sides, every round
+        # the panel: k of the members outside the duel, or all of them
+        for c, judges in enumerate(p["judges"]):
+            outside = [j for j in range(members) if j not in pairs[c]]
+            assert judges == (outside if panel is None else sorted(set(judges) & set(outside)))
+            assert len(judges) == (members - 2 if panel is None else panel)
+
+        # every duel judged by exactly its panel, both sides, every round
         judged = []
         for g, k in p["judge_tasks"]:
             rows = json.loads(paths.shard(0, "judge", g, k).read_text())["judgments"]
@@ -124,8 +134,8 @@ def test_any_shard_layout_generates_each_response_once_and_judges_it_by_every_ot
             judged += [(x["duel"], x["judge"], x["side"], x["round"]) for x in rows]
             for x in rows:  # the judge saw the response generate wrote for that slot
                 assert seen[(x["duel"], x["side"])]
-        expected = [(c, cfg.members[j].name, side, r) for c in range(duels) for j in range(members)
-                    if j not in pairs[c] for side in (0, 1) for r in range(rounds)]
+        expected = [(c, cfg.members[j].name, side, r) for c in range(duels) for j in p["judges"][c]
+                    for side in (0, 1) for r in range(rounds)]
         assert sorted(judged) == sorted(expected)
 
         # one model load per task, serving exactly its group's members with their adapters
@@ -136,10 +146,15 @@ def test_any_shard_layout_generates_each_response_once_and_judges_it_by_every_ot
             assert list(adapters_served) == [cfg.members[i].name for i in p["groups"][g]]
             assert {cfg.members[i].model for i in p["groups"][g]} == {model}
 
-        # and the archive holds every one of them
+        # and the archive holds every one of them, NaN scores outside the panel, the judge report counts them
         a = read_archive(paths.archive(0))
         assert a["judgments/raw"].shape == (duels, members, 2, rounds)
         raw = a["judgments/raw"]
         for c in range(duels):
             for j in range(members):
-                assert all(bool(t) == (j not in pairs[c]) for t in raw[c, j].ravel())
+                assert all(bool(t) == (j in p["judges"][c]) for t in raw[c, j].ravel())
+                if j not in p["judges"][c]:
+                    assert np.isnan(a["judgments/score"][c, j]).all()
+        report = json.loads(a["attrs"]["judge_report"])
+        for j, m in enumerate(cfg.members):
+            assert report[m.name]["judgments"] == sum(j in judges for judges in p["judges"]) * 2 * rounds

@@ -1,6 +1,6 @@
-"""Instruction drawing and match-making (SPEC 1.1 and 1.2).
+"""Instruction drawing, match-making (SPEC 1.1 and 1.2) and judge panels (beyond the paper).
 
-Both are deterministic functions of (seed, iteration): each draws from its own
+All are deterministic functions of (seed, iteration): each draws from its own
 numpy stream, so adding a stream later never shifts the others.
 """
 
@@ -13,6 +13,9 @@ import numpy as np
 # Stream ids mixed into the seed; never renumber them (old runs replay from them).
 _STREAM_INSTRUCTIONS = 1
 _STREAM_MATCHES = 2
+_STREAM_PANELS = 3
+
+PANEL_SAMPLINGS = ("uniform", "reputation")
 
 
 def rng_for(seed: int, iteration: int, stream: int) -> np.random.Generator:
@@ -90,3 +93,33 @@ def make_duels(
             pool = closest_members(ratings, int(a), k)
         duels[slot, 1] = pool[rng.integers(len(pool))]
     return duels
+
+
+def draw_panels(duels: np.ndarray, n_members: int, panel_size: int, sampling: str, weights: np.ndarray | None,
+                seed: int, iteration: int) -> np.ndarray:
+    """(n, panel_size) judges per duel, ascending: panel_size of the members not in the duel, without replacement.
+
+    uniform: every panel_size-subset equally likely. reputation: drawn one by one with probability
+    proportional to `weights` (the ratings at the start of the iteration) among those not drawn yet,
+    as numpy's choice(p=..., replace=False) does. Both as one vectorised race (Efraimidis-Spirakis):
+    member j's key is Exp(1) / w_j and the panel_size smallest keys win. A key is drawn for every
+    (duel, member), duelists included, so duel c's panel reads only row c of the stream: it depends on
+    (seed, iteration, c, its duelists, the weights), never on the other duels or their number.
+    """
+    duels = np.asarray(duels, dtype=np.int64).reshape(-1, 2)
+    if not 1 <= panel_size <= n_members - 2:
+        raise ValueError(f"a judge panel holds 1..{n_members - 2} of the {n_members - 2} members not in a "
+                         f"duel, got {panel_size}")
+    if sampling not in PANEL_SAMPLINGS:
+        raise ValueError(f"panel sampling must be one of {PANEL_SAMPLINGS}, got {sampling!r}")
+    keys = rng_for(seed, iteration, _STREAM_PANELS).standard_exponential((len(duels), n_members))
+    if sampling == "reputation":
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (n_members,) or not (weights > 0).all():
+            raise ValueError("reputation-weighted panels need one weight > 0 per member")
+        keys /= weights[None, :]
+    rows = np.arange(len(duels))
+    keys[rows, duels[:, 0]] = np.inf  # never a judge of its own duel
+    keys[rows, duels[:, 1]] = np.inf
+    panel = np.argpartition(keys, panel_size - 1, axis=1)[:, :panel_size]
+    return np.sort(panel, axis=1)

@@ -10,7 +10,9 @@ Inputs are arrays indexed by member number:
 The update is sequential by definition (each duel's judges are weighted by the
 reputations of that moment), so it runs as one tight loop over plain Python
 floats with everything that is constant within an iteration precomputed;
-`bench/bench_reputation.py` compares it against a per-duel dict-based version.
+large problems (many duels x many judges) run the same loop compiled with numba
+where it is installed (`reputation_fast.py`). `bench/bench_reputation.py`
+compares both against a per-duel dict-based version.
 
 `reputation.variant: authors` runs the authors' own rating code instead
 (`reputation_authors.py`); `reputation.frozen` keeps every rating where it is.
@@ -142,8 +144,7 @@ def check_inputs(duels: np.ndarray, scores: np.ndarray, ratings: np.ndarray, due
         raise ValueError("duels must pair two different members")
     if not (ratings > 0).all():
         raise ValueError("reputations must be > 0: a judge's weight is its reputation")
-    finite = scores[~np.isnan(scores)]
-    if ((finite < 1) | (finite > 10)).any():
+    if ((scores < 1) | (scores > 10)).any():  # NaN compares False: missing scores pass
         raise ValueError("judge scores must lie in 1..10 (NaN for missing)")
     rows = np.arange(n)
     if duelists_judge:
@@ -235,11 +236,17 @@ def ratings_before_each_duel(rating: np.ndarray, duels: np.ndarray, changes: np.
 def _append_history(ratings: Ratings, duels: np.ndarray, scored: np.ndarray, changes: np.ndarray,
                     cfg: ReputationConfig) -> None:
     """SPEC 1.6 end of iteration: each duelling member's changes, in plan order, join its history."""
+    # One stable sort groups the changes by member in plan order (a member is never both sides of a
+    # duel), instead of one pass over all duels per member: 100 members x 100,000 duels took 0.2 s.
+    members, values = duels[scored].ravel(), changes[scored].ravel()
+    order = np.argsort(members, kind="stable")
+    bounds = np.searchsorted(members[order], np.arange(len(ratings.rating) + 1))
     for member in range(len(ratings.rating)):
-        rows, sides = np.nonzero((duels == member) & scored[:, None])
-        if len(rows) == 0:
+        lo, hi = int(bounds[member]), int(bounds[member + 1])
+        if lo == hi:
             continue  # did not duel with a valid judge: history and sigma stay
-        history = (ratings.history[member] + changes[rows, sides].tolist())[-cfg.window_size:]
+        kept = order[max(lo, hi - cfg.window_size):hi]  # only the last W can stay
+        history = (ratings.history[member] + values[kept].tolist())[-cfg.window_size:]
         ratings.history[member] = history
         if len(history) >= 2:
             ratings.deviation[member] = max(float(np.std(history)), cfg.min_deviation)
@@ -257,12 +264,14 @@ def preference_pairs(duels: np.ndarray, final_scores: np.ndarray):
 
 def run_iteration(
     start: Ratings, duels: np.ndarray, scores: np.ndarray, cfg: ReputationConfig, *,
-    iteration: int | None = None, ratings_after: Sequence[np.ndarray] = (),
+    iteration: int | None = None, ratings_after: Sequence[np.ndarray] = (), fast: bool | None = None,
 ) -> IterationResult:
     """One iteration of SPEC 1.5-1.7 (or of the configured variant) on recorded judgments.
 
     iteration and ratings_after (ratings_after[k]: the ratings at the end of
     iteration k < iteration) are read only by reputation.authors_static.
+    fast (variant spec): True runs the numba-compiled loop, False the pure-Python
+    one, None picks by size (reputation_fast.use_fast); the two agree to rounding.
     """
     duels = np.asarray(duels, dtype=np.int64).reshape(-1, 2)
     scores = np.asarray(scores, dtype=float)
@@ -278,7 +287,14 @@ def run_iteration(
         update_scores = final_scores = weighted_scores(scores, judge_weights(start.rating, cfg))
         n_judges = valid_judges(scores).sum(axis=1)
     else:
-        end, update_scores, n_judges, changes = update_ratings(start, duels, scores, cfg)
-        final_scores = weighted_scores(scores, judge_weights(end.rating, cfg))
+        # Imported here: reputation_fast builds on this module's types (and imports numba lazily).
+        from . import reputation_fast
+
+        if reputation_fast.use_fast(len(duels), len(start.rating), fast):  # numba installed and worth it
+            end, update_scores, n_judges, changes, final_scores = reputation_fast.spec_iteration(
+                start, duels, scores, cfg)
+        else:
+            end, update_scores, n_judges, changes = update_ratings(start, duels, scores, cfg)
+            final_scores = weighted_scores(scores, judge_weights(end.rating, cfg))
     pairs, pair_duels, pair_scores = preference_pairs(duels, final_scores)
     return IterationResult(end, update_scores, final_scores, n_judges, changes, pairs, pair_duels, pair_scores)

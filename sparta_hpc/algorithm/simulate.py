@@ -9,7 +9,9 @@ how clean the preference pairs are, not how much DPO would improve anyone.
 
 All variants of one simulation see the same answers and the same judge noise
 (common random numbers), so differences between variants come from weighting,
-match-making and the reputation variant (spec or authors) alone.
+match-making, the reputation variant (spec or authors) and the judge panel alone.
+With `panel_size` each duel keeps only its panel's scores (judge.panel_size in
+a run); `panel_sweep` compares panel sizes and samplings.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .matchmaking import MatchConfig, make_duels, rng_for
+from .matchmaking import PANEL_SAMPLINGS, MatchConfig, draw_panels, make_duels, rng_for
 from .reputation import VARIANTS, Ratings, ReputationConfig, run_iteration
 
 _STREAM_WORLD = 101
@@ -36,6 +38,8 @@ class SimulationConfig:
     judge_noise_best: float = 0.5  # sd of the best judge's scoring noise
     judge_noise_worst: float = 4.0  # sd of the worst judge's
     missing_worst: float = 0.3  # chance that the worst judge gives no score
+    panel_size: int | None = None  # judges per duel, drawn from the M - 2 others; None: all of them
+    panel_sampling: str = "uniform"  # or "reputation" (judge.panel_sampling)
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
     matchmaking: MatchConfig = field(default_factory=MatchConfig)
 
@@ -89,6 +93,11 @@ def simulate(cfg: SimulationConfig) -> list[IterationFigures]:
         scores = np.stack([judge_scores[:, a, slot].T, judge_scores[:, b, slot].T], axis=2)
         scores[slot, a] = np.nan
         scores[slot, b] = np.nan
+        if cfg.panel_size is not None:  # as the plan does: a judge outside the panel gives no score
+            panels = draw_panels(duels, m, cfg.panel_size, cfg.panel_sampling, ratings.rating, cfg.seed, t)
+            outside = np.ones((cfg.duels, m), dtype=bool)
+            outside[slot[:, None], panels] = False
+            scores[outside] = np.nan
         result = run_iteration(ratings, duels, scores, cfg.reputation, iteration=t, ratings_after=after)
         ratings = result.ratings
         after.append(ratings.rating.copy())
@@ -120,5 +129,44 @@ def with_variant(cfg: SimulationConfig, variant: str) -> SimulationConfig:
 
 
 def variant_order(cfg: SimulationConfig) -> list[str]:
-    """Both reputation variants, the configured one first."""
+    """Both reputation variants, the configured one first; only spec with a judge panel (check_panel)."""
+    if cfg.panel_size is not None:
+        return ["spec"]
     return sorted(VARIANTS, key=lambda v: v != cfg.reputation.variant)
+
+
+@dataclass(frozen=True)
+class PanelFigures:
+    panel_size: int | None  # None: every member outside the duel
+    sampling: str
+    judgments: int  # scores asked for per iteration: duels x judges x 2 answers
+    kendall_tau: float  # after the last iteration
+    pair_accuracy: float  # over every iteration's pairs
+
+
+def check_panel(cfg: SimulationConfig, size: int | None) -> None:
+    """ValueError unless `size` judges per duel (None: all) fit cfg's tribe and reputation variant."""
+    if size is None:
+        return
+    if not 1 <= size <= cfg.members - 2:
+        raise ValueError(f"panel size {size}: must be in 1..{cfg.members - 2} (the members outside a duel of "
+                         f"{cfg.members}), or 'all'")
+    if cfg.panel_sampling not in PANEL_SAMPLINGS:
+        raise ValueError(f"panel_sampling must be one of {PANEL_SAMPLINGS}, got {cfg.panel_sampling!r}")
+    if cfg.reputation.variant == "authors":
+        raise ValueError("judge panels need reputation.variant=spec: the authors' code counts every member "
+                         "outside the panel as a 5-5 judge")
+
+
+def panel_sweep(cfg: SimulationConfig, sizes: list[int | None]) -> list[PanelFigures]:
+    """cfg under each judge panel size (None: all) and each sampling, on the same simulated world."""
+    out = []
+    for size in sizes:
+        for sampling in PANEL_SAMPLINGS if size is not None else ("uniform",):  # all: nothing is sampled
+            figures = simulate(replace(cfg, panel_size=size, panel_sampling=sampling))
+            pairs = sum(f.pairs for f in figures)
+            correct = sum(f.pair_accuracy * f.pairs for f in figures if f.pairs)
+            judges = cfg.members - 2 if size is None else size
+            out.append(PanelFigures(size, sampling, cfg.duels * judges * 2, figures[-1].kendall_tau,
+                                    correct / pairs if pairs else float("nan")))
+    return out

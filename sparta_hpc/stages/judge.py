@@ -1,4 +1,5 @@
-"""Judge: every member that is not a duelist scores each response on its own (SPEC 1.4).
+"""Judge: every member that is not a duelist scores each response on its own (SPEC 1.4);
+with `judge.panel_size`, the members of the duel's panel (the plan's `judges` lists).
 
 For the single-model methods the model judges its own answers (Self- and
 Meta-Rewarding; Meta-Rewarding then also compares its own disagreeing
@@ -37,7 +38,16 @@ from ..manifest import load_entries, read_checked_json, write_shard
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
 from ..paths import RunPaths
 from ..text import clip
-from .common import member_adapter, model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
+from .common import (
+    member_adapter,
+    model_outputs,
+    open_member_group,
+    shard_rows,
+    shard_task,
+    stage_main,
+    task_seed,
+    with_system,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +154,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
             scored = model.score_all([w.judge], [convs], "", list(CHOICES), jc.batch_size)[0]
             meta = meta_results(slots, [first_wins(d) for d in scored])
     seconds = time.time() - start
-    write_shard(paths, iteration, "judge", out, {"task": [g, k], "judgments": judgments, "meta": meta, "seconds": seconds,
-                            "backend": backend, "model_loads": model.loads})
+    write_shard(paths, iteration, "judge", out, {"task": [g, k], "judgments": judgments, "meta": meta,
+                                                 "seconds": seconds, "backend": backend, "model_loads": model.loads})
     parsed = sum(x["parsed"] is not None for x in judgments)
     log.info("judge group %d shard %d: %d judgments (%d parsed) in %.1f s", g, k, len(judgments), parsed, seconds)
 

@@ -1,7 +1,8 @@
 """Plan: the iteration's instructions, who answers and who judges each, and the array shards (SPEC 1.1-1.2).
 
 Runs in the driver (it is cheap and needs no model). For SPARTA the answers'
-authors are the duelists of match-making and the judges every other member;
+authors are the duelists of match-making and the judges every other member
+(or, with `judge.panel_size`, a seeded random panel of them);
 the single-model methods (sparta_hpc.methods) have their one member answer
 each instruction several times and, where the method says so, judge itself.
 The same instructions are drawn for every method (seed, iteration).
@@ -15,7 +16,7 @@ import logging
 import numpy as np
 
 from .. import methods
-from ..algorithm.matchmaking import draw_instructions, make_duels
+from ..algorithm.matchmaking import draw_instructions, draw_panels, make_duels
 from ..algorithm.reputation import Ratings
 from ..config import Config
 from ..instructions import load_instructions
@@ -45,7 +46,12 @@ def shard_tasks(rows_of: list[list[int]], groups: list[list[int]], per_shard: in
 def answering(cfg: Config, ratings: Ratings, n: int, iteration: int, policy: int | None):
     """(authors (n, S), judges per instruction) of the method."""
     if cfg.method == "sparta":
-        duels = make_duels(ratings.rating, n, cfg.matchmaking, cfg.tribe.seed, iteration).tolist()
+        pairs = make_duels(ratings.rating, n, cfg.matchmaking, cfg.tribe.seed, iteration)
+        duels = pairs.tolist()
+        if cfg.judge.panel_size is not None:  # beyond the paper: k of the M - 2, drawn at the start's ratings
+            panels = draw_panels(pairs, len(cfg.members), cfg.judge.panel_size, cfg.judge.panel_sampling,
+                                 ratings.rating, cfg.tribe.seed, iteration)
+            return duels, panels.tolist()
         judges = [[j for j in range(len(cfg.members)) if cfg.reputation.duelists_judge or j not in pair]
                   for pair in duels]
         return duels, judges
@@ -95,7 +101,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     plan = make_plan(cfg, iteration, ratings, used, methods.policy(cfg, paths))
     atomic_write_json(paths.plan(iteration), plan)
     marker = paths.marker(iteration, "plan")
-    record_files(paths, iteration, "plan", marker, [paths.plan(iteration)] + ([paths.ratings(0)] if iteration == 0 else []))
+    record_files(paths, iteration, "plan", marker,
+                 [paths.plan(iteration)] + ([paths.ratings(0)] if iteration == 0 else []))
     mark_done(marker)
     log.info("iteration %d (%s): planned %d instructions x %d answers, %d generate and %d judge tasks", iteration,
              cfg.method, len(plan["authors"]), len(plan["authors"][0]) if plan["authors"] else 0,
