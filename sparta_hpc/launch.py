@@ -194,7 +194,8 @@ def arrays(batch: list, needs: dict, max_size: int) -> list[list]:
 
 def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int,
               tasks: list[int | None]) -> None:
-    """Run `tasks` of `stage` (None: the stage's single task) until all succeed or one runs out of retries."""
+    """Run `tasks` of `stage` (None: the stage's single task) until all succeed or one runs out of retries
+    (then the tasks in flight finish, nothing more is submitted, and StageFailed names each failed task)."""
     if not tasks:
         return
     plan = stage_plan(paths, stage, iteration)
@@ -210,6 +211,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     running: list[Attempt] = list(adopted.values())
     attempts = {t: adopted[t].number if t in adopted else 0 for t in tasks}
     done, retried = 0, 0
+    in_process = cfg.cluster.executor == "debug"
+    failed = []  # (task, attempts, last line, log, error) of each task out of retries
     progress = Progress(label, len(tasks))
     events.write("stage_start", stage=stage, iteration=iteration, tasks=len(tasks))
     start = time.time()
@@ -237,7 +240,6 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             running.append(Attempt(task, attempts[task], job))
             events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
                          job_id=str(job.job_id))
-        in_process = cfg.cluster.executor == "debug"
         time.sleep(0 if in_process else POLL_SECONDS)
         for attempt in [a for a in running if a.finished(in_process)]:
             running.remove(attempt)
@@ -261,13 +263,17 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 waiting.append(attempt.task)
                 retried += 1
                 continue
-            for other in running:
-                other.job.cancel(check=False)
-            if in_process:
-                raise error
-            raise StageFailed(
-                f"{stage} ({when}) task {attempt.task} failed {attempt.number} times, last with: {last_line}\n"
-                f"See its log {log_file}. Fix the cause and run the same command again to resume.")
+            # Out of retries. The tasks in flight finish (another member's training, another shard:
+            # their work is kept for the resume) but nothing new is submitted; then the stage fails.
+            failed.append((attempt.task, attempt.number, last_line, log_file, error))
+            waiting = []
         progress.update(done, len(running), retried)
+    if failed:
+        if in_process:  # debug: the task's own exception, for a debugger
+            raise failed[0][4]
+        raise StageFailed("\n".join(
+            f"{stage} ({when}) task {task} failed {number} times, last with: {line}\n  See its log {log_file}."
+            for task, number, line, log_file, _ in failed) + "\nThe other tasks' work is kept. Fix the cause and "
+            "run the same command again to resume.")
     events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),
                  seconds=round(time.time() - start, 2))

@@ -143,7 +143,7 @@ def driver_job(cluster, tiny_model, tmp_path_factory):  # noqa: F811 (the import
 def test_the_driver_runs_as_a_slurm_job_and_finishes_through_every_fault(driver_job):
     paths, job, _, log = driver_job
     assert paths.is_done(0, "train") and "valid judgments" in log  # the closing table, in the job's output
-    state = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State,Restarts"], capture_output=True,
+    state = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "State"], capture_output=True,
                            text=True).stdout.split()
     assert state and state[0].startswith("COMPLETED")
     assert starts(paths) == 3  # started, requeued by scontrol, requeued by its own USR1 trap

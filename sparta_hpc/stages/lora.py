@@ -114,6 +114,9 @@ def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int, membe
         # non-reentrant: the reentrant variant gets no gradients through frozen PEFT inputs
         gradient_checkpointing_kwargs={"use_reentrant": False} if tc.gradient_checkpointing else None,
         save_strategy="steps", save_steps=schedule.save_steps, save_total_limit=2, logging_steps=1,
+        # Trainer's default logs a NaN/inf step loss as the window's mean (0.0 on the first step): the
+        # finite-loss guard and the log history must see the real value
+        logging_nan_inf_filter=False,
         report_to=[], seed=seed, data_seed=seed, deepspeed=deepspeed_config(cfg, member), disable_tqdm=True,
         dataloader_num_workers=0,
         # On CPU-only nodes accelerate sees a multi-process job only with use_cpu
@@ -139,10 +142,12 @@ def finite_loss_guard(what: str):
 
     class FiniteLoss(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(loss):
+            bad = {k: v for k, v in (logs or {}).items()
+                   if k in ("loss", "grad_norm") and v is not None and not math.isfinite(v)}
+            if bad:
+                found = ", ".join(f"{k} is {v}" for k, v in bad.items())
                 raise NonFiniteLoss(
-                    f"{what}: the training loss is {loss} at step {state.global_step}; training stops (nothing of "
+                    f"{what}: the training {found} at step {state.global_step}; training stops (nothing of "
                     "this step is saved; the other members' work is kept). Look at what it starts from (an adapter "
                     "with NaN/inf weights?) and the learning rate, then run the same command again")
 

@@ -1,0 +1,81 @@
+"""A member whose DPO loss becomes NaN (slow tier: real DPO steps on the tiny model).
+
+The fault is made for real: one member starts from a LoRA adapter whose B matrices hold NaN (what a
+diverged or damaged adapter looks like), so its policy's log-probabilities and its DPO loss are NaN
+from the first step. Generation and judging use the scripted model (the fault is in training); the
+three members train with TRL's DPOTrainer. Expected: that member's training stops with an error
+naming it and the step, nothing of the step is saved, and the other members' adapters are kept.
+"""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from sparta_hpc import driver
+from sparta_hpc.paths import RunPaths
+from sparta_hpc.stages import train
+from sparta_hpc.stages.lora import NonFiniteLoss
+
+from .scripted_model import scripted_models
+
+pytestmark = pytest.mark.slow
+
+MEMBERS = ["ada", "bo", "cy"]
+
+
+def nan_adapter(base, folder):
+    """A LoRA adapter on `base` whose lora_B weights are NaN."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.fill_(float("nan"))
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def diverged_run(tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("nonfinite")
+    members = [{"name": n, "model": str(tiny_model), "max_new_tokens": 8} for n in MEMBERS]
+    members[1]["adapter"] = str(nan_adapter(tiny_model, folder / "nan-adapter"))
+    config = {"tribe": {"iterations": 1, "duels_per_iteration": 6, "members": members},
+              "judge": {"answer_prefix": '{"score": '},
+              "train": {"max_steps": 2, "batch_size": 2, "max_length": 96, "save_steps": 1, "lora_r": 4},
+              "cluster": {"executor": "debug", "max_retries": 0}}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    paths = RunPaths(folder / "run")
+    real_train = train.train_member
+    with scripted_models():
+        train.train_member = real_train  # the scripted model answers and judges; DPO is real
+        # the debug executor re-raises a task's own exception once the stage's other tasks are done
+        with pytest.raises(NonFiniteLoss) as err:
+            driver.main(["--config", str(path), f"run.dir={paths.root}", "--current-code"])
+    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
+    return str(err.value), paths, events
+
+
+def test_the_diverged_member_stops_with_an_error_naming_it(diverged_run):
+    error, paths, events = diverged_run
+    assert "member bo, iteration 0 (DPO): the training loss is nan" in error
+    failed = [e for e in events if e["event"] == "task_failed" and e["stage"] == "train"]
+    assert failed and all("member bo" in e.get("error", "") and "loss is nan" in e.get("error", "").lower()
+                          for e in failed), failed
+    assert not paths.is_done(0, "train", "bo")
+    assert not (paths.adapter(0, "bo") / "adapter_model.safetensors").exists()
+
+
+def test_the_other_members_training_is_kept(diverged_run):
+    _, paths, _ = diverged_run
+    for name in ("ada", "cy"):
+        assert paths.is_done(0, "train", name)
+        summary = json.loads(paths.marker(0, "train", name).read_text())
+        assert summary["steps"] == 2
+        assert (paths.adapter(0, name) / "adapter_model.safetensors").exists()
