@@ -9,8 +9,10 @@ not gains.
 """
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,12 +85,17 @@ def test_each_baseline_trains_its_model_on_its_own_pairs_and_is_evaluated(runs, 
     assert f"{method}: aligning {policy}" in procs[method].stdout
 
 
-def test_compare_prints_the_table_of_the_four_methods(runs):
+def test_compare_prints_the_table_of_the_four_methods(runs, tmp_path_factory):
     root, _, _ = runs
     proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "compare", *(str(root / m) for m in METHODS)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     print("\n" + proc.stdout)
+    # kept for a person to read (the tiny models' scores say nothing about the methods; the shape does)
+    kept = Path(os.environ.get("SPARTA_ARTIFACTS") or tmp_path_factory.getbasetemp()) / "compare-table.md"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(proc.stdout)
+    print(f"compare table: {kept}")
     assert "| method | medqa | normad_country | vs BEST INIT |" in proc.stdout and "| BEST INIT |" in proc.stdout
     for method in METHODS:
         assert f"| {method} ({method}) |" in proc.stdout
