@@ -11,7 +11,7 @@ import io
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MultipleLocator
 
 from ..paths import INITIAL
 from .timeline import STAGE_ORDER, Attempt
@@ -138,6 +138,7 @@ def train_curves(curves: dict[str, list[dict]], names: list[str]) -> bytes:
     fig = Figure(figsize=(12, 3.8))
     axes = fig.subplots(1, 3)
     keys = (("loss", "DPO loss"), ("margin", "reward margin (chosen - rejected)"), ("accuracy", "reward accuracy"))
+    iterations = {r["t"] for records in curves.values() for r in records}
     for i, name in enumerate(names):
         records = curves.get(name, [])
         for t in sorted({r["t"] for r in records}):
@@ -149,7 +150,10 @@ def train_curves(curves: dict[str, list[dict]], names: list[str]) -> bytes:
                 ax.plot(x, y, color=colour(i), marker=".", lw=1.2, label=name if t == records[0]["t"] else None)
     for ax, (_, title) in zip(axes, keys):
         ax.set(xlabel="iteration (steps within it)", title=title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # ticks at the iterations' starts, each iteration's steps between them
+        ax.xaxis.set_major_locator(MultipleLocator(1))
+        if iterations:
+            ax.set_xlim(min(iterations), max(iterations) + 1)
     axes[0].legend(fontsize=8)
     return png(fig)
 
