@@ -73,8 +73,10 @@ endif
 
 # Every tier but vllm (make test-vllm): the fast tier first, then the slow ones.
 # As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
+# --durations: the slowest tests' times, to keep .ci/run within its budget (60 minutes).
 test: test-fast tiny-tribe slurm-up
-	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "(slow or slurm or gpu) and not vllm"
+	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra --durations=12 \
+		-m "(slow or slurm or gpu) and not vllm"
 
 # Unit and property tests and the whole pipeline on a scripted model, in seconds (also a bare `pytest`).
 # As root the report's browser test is required (make browser installs Chromium).
@@ -83,12 +85,13 @@ test-fast: venv browser
 
 # The `vllm` tier (a missing vLLM fails here instead of skipping).
 test-vllm: vllm-venv tiny-tribe
-	$(VLLM_ENV) SPARTA_VLLM_TESTS=required $(VPY) -m pytest -q -ra -m vllm tests/test_vllm.py
+	$(VLLM_ENV) SPARTA_VLLM_TESTS=required $(VPY) -m pytest -q -ra --durations=5 -m vllm tests/test_vllm.py
 
 bench: venv tiny-tribe
 	$(PY) bench/bench_reputation.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_scale.py --members 10,30 --duels 1000,10000   # the 100 x 100,000 point: --one 100 100000
 
 # vLLM vs HF generation on the same prompts and members (CPU build here).
 bench-vllm: vllm-venv tiny-tribe

@@ -242,54 +242,40 @@ def wait_for(condition, proc, timeout=900):
         time.sleep(0.1)
 
 
-def kill_driver_when(run_dir: Path, condition) -> None:
-    proc = subprocess.Popen(command(run_dir, 1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    wait_for(condition, proc)
+def test_a_driver_killed_mid_training_resumes_from_the_checkpoint_to_the_same_adapter(reference_run, tmp_path):
+    """Real TRL training SIGKILLed with the driver after its first checkpoint, then the same command
+    again: the member resumes from checkpoint-1 and ends with the uninterrupted run's adapter. The
+    run is the reference run's iteration 0 with one member's training undone, so only that member
+    trains. (The driver killed at every stage, mid-way through the HDF5 archive included, is the
+    fast tier's fault matrix, tests/test_faults.py, where it costs seconds.)"""
+    import shutil
+
+    ref, run_dir, name = RunPaths(reference_run[0]), tmp_path / "run", MEMBERS[0]
+    shutil.copytree(ref.root, run_dir, ignore=shutil.ignore_patterns("logs", "iter_0001"))
+    paths = RunPaths(run_dir)
+    for undone in (paths.train_dir(0, name), paths.adapter(0, name)):
+        shutil.rmtree(undone)
+    paths.marker(0, "train", name).unlink()
+    paths.marker(0, "train").unlink()
+    finished = {m: paths.adapter(0, m).stat().st_mtime_ns for m in MEMBERS[1:]}
+    again = command(run_dir, 2) + ["--stop-after", "train"]  # the reference run's command
+
+    proc = subprocess.Popen(again, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for((paths.train_dir(0, name) / "checkpoint-1" / "trainer_state.json").exists, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(2)  # local tasks notice their driver is gone within a second
+    assert not paths.is_done(0, "train", name)
 
-
-def test_killed_driver_resumes_and_equals_an_uninterrupted_run(reference_run, tmp_path):
-    ref_dir, _ = reference_run
-    ref, run_dir = RunPaths(ref_dir), tmp_path / "run"
-    paths = RunPaths(run_dir)
-    first_shard = paths.shard(0, "generate", 0, 0)
-
-    # 1. SIGKILL in the middle of the generate stage: one shard written, the other not
-    kill_driver_when(run_dir, first_shard.exists)
-    assert not paths.is_done(0, "generate")
-    shard_stamp = first_shard.stat().st_mtime_ns
-
-    # 2. rerun; SIGKILL in the middle of training: the first member has a checkpoint but no marker
-    checkpoint = paths.train_dir(0, MEMBERS[0]) / "checkpoint-1" / "trainer_state.json"
-    kill_driver_when(run_dir, checkpoint.exists)
-    assert not paths.is_done(0, "train", MEMBERS[0])
-    assert first_shard.stat().st_mtime_ns == shard_stamp, "a finished shard was recomputed"
-
-    # 3. rerun to the end
-    run_driver(run_dir, 1)
-    assert first_shard.stat().st_mtime_ns == shard_stamp
-    events = [json.loads(line) for line in paths.events.read_text().splitlines()]
-    submits = [e for e in events if e["event"] == "task_submit" and e["stage"] == "generate"]
-    assert [e["task"] for e in submits].count(0) == 1, "generate task 0 ran again after the kill"
-    resumed = json.loads(paths.marker(0, "train", MEMBERS[0]).read_text())["resumed_from"]
-    assert resumed and resumed.endswith("checkpoint-1"), "training restarted from step 0"
-
-    # the same seed gives the same outputs as the uninterrupted run (iteration 0 does not
-    # depend on how many iterations follow)
-    assert paths.plan(0).read_text() == ref.plan(0).read_text()
-    assert paths.pairs(0).read_text() == ref.pairs(0).read_text()
-    assert paths.ratings(1).read_text() == ref.ratings(1).read_text()
-    a, b = read_archive(paths.archive(0)), read_archive(ref.archive(0))
-    for key in ("responses/text", "judgments/raw", "judgments/expected", "weighted_scores/final"):
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for name in MEMBERS:
-        x = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
-        y = load_file(ref.adapter(0, name) / "adapter_model.safetensors")
-        for k in x:
-            np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
+    done = subprocess.run(again, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(paths.marker(0, "train", name).read_text())
+    assert summary["resumed_from"] and summary["resumed_from"].endswith("checkpoint-1"), "training restarted"
+    assert {m: paths.adapter(0, m).stat().st_mtime_ns for m in MEMBERS[1:]} == finished, "a member retrained"
+    x = load_file(paths.adapter(0, name) / "adapter_model.safetensors")
+    y = load_file(ref.adapter(0, name) / "adapter_model.safetensors")
+    for k in x:
+        np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
 
 
 SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"

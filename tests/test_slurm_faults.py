@@ -1,6 +1,6 @@
 """The driver as a Slurm job (`sbatch slurm/sparta.sbatch ...`, exactly the README's line) through the
 faults of a shared cluster, in one tiny iteration of a mixed tribe on the single-host Slurm (two
-base-model groups with their own generate/judge resources, one member training on two nodes):
+base-model groups with their own generate/judge resources, one member's training job with its own):
 
 - the driver job requeued mid-stage with `scontrol requeue` (generate running);
 - a node set DOWN while a judge job runs on it (then resumed);
@@ -78,13 +78,13 @@ def restart_slurmctld() -> None:
 
 def mixed(tiny_model: Path, folder: Path) -> list[str]:
     """A second base model (the same weights under another path: another group) with 2 CPUs per
-    generate and judge task, and a member training on two nodes."""
+    generate and judge task, and a member whose training job has 2 CPUs. (Training on two nodes
+    with ZeRO-2 is tests/test_slurm.py's; here it would only make the run slower.)"""
     second = folder / "second-base"
     shutil.copytree(tiny_model, second, copy_function=os.link)
     return [f"tribe.members.friendly.model={second}", f"tribe.members.plain.model={second}",
             f"cluster.models=[{{model: {second}, generate: {{cpus_per_task: 2}}, judge: {{cpus_per_task: 2}}}}]",
-            "tribe.members.concise.resources={nodes: 2}",
-            f"tribe.members.concise.deepspeed={ROOT / 'configs/deepspeed/zero2.json'}"]
+            "tribe.members.concise.resources={cpus_per_task: 2}"]
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +187,6 @@ def test_each_group_and_member_got_its_own_resources(driver_job):
             cpus = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job, "-o", "AllocCPUS"], capture_output=True,
                                   text=True).stdout.split()
             assert cpus and cpus[0] == ("2" if group == 1 else "1"), (stage, task, group, cpus)
-    nodes = {m: subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id(paths, "train", i), "-o", "NNodes"],
-                               capture_output=True, text=True).stdout.split()[0] for i, m in enumerate(MEMBERS)}
-    assert nodes == {"concise": "2", "stepwise": "1", "friendly": "1", "plain": "1"}
-    summary = json.loads(paths.marker(0, "train", "concise").read_text())
-    assert summary["world_size"] == 2 and summary["zero_stage"] == 2
+    cpus = {m: subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id(paths, "train", i), "-o", "AllocCPUS"],
+                              capture_output=True, text=True).stdout.split()[0] for i, m in enumerate(MEMBERS)}
+    assert cpus == {"concise": "2", "stepwise": "1", "friendly": "1", "plain": "1"}
