@@ -79,9 +79,10 @@ test: test-fast tiny-tribe slurm-up
 		-m "(slow or slurm or gpu) and not vllm"
 
 # Unit and property tests and the whole pipeline on a scripted model, in seconds (also a bare `pytest`).
-# As root the report's browser test is required (make browser installs Chromium).
+# As root the report's browser test and the disk-full test (it mounts a tmpfs) are required:
+# they fail instead of skipping (make browser installs Chromium).
 test-fast: venv browser
-	SPARTA_BROWSER_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
+	SPARTA_BROWSER_TESTS=$(if $(IS_ROOT),required,skip) SPARTA_FAULT_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
 
 # The `vllm` tier (a missing vLLM fails here instead of skipping).
 test-vllm: vllm-venv tiny-tribe
