@@ -12,8 +12,9 @@ try:
 except ImportError:  # the vLLM venv (make test-vllm) has no property tests and no hypothesis
     settings = None
 if settings is not None:
-    # 50 examples per property keep the fast tier fast; HYPOTHESIS_PROFILE=thorough for 500
-    settings.register_profile("fast", max_examples=50)
+    # 50 examples per property keep the fast tier fast, and the same 50 on every run (derandomize):
+    # CI must not fail on a chance draw. HYPOTHESIS_PROFILE=thorough draws 500 new ones per run to explore.
+    settings.register_profile("fast", max_examples=50, derandomize=True)
     settings.register_profile("thorough", max_examples=500)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
