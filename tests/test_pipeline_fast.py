@@ -268,6 +268,27 @@ def test_sparta_hpc_eval_adds_a_task_to_a_point_and_recomputes_nothing_else(run,
     assert read_json(paths.eval_result(0, "ada", "medqa"))["test"]["items"] == 3
 
 
+def test_a_model_outside_the_run_is_evaluated_the_same_way(run, tmp_path):
+    """`sparta-hpc eval --model --adapter` (a baseline or an external checkpoint) builds a member's
+    in-run prompts, loads the given base model and adapter, and scores with the same metric.
+    Same prompts, model, adapter and metric are what make the numbers comparable; the scripted
+    model's answers also depend on their place in a batch, so the answers are not compared here
+    (tests/test_vllm.py runs this command on the real model, HF and vLLM giving the same answers)."""
+    _, paths, _ = run
+    out, adapter = RunPaths(tmp_path / "outside"), str(paths.adapter(1, "di"))
+    with scripted_models() as opened:
+        assert cli.main(["eval", "--model", str(paths.root.parent / "base-b"), "--adapter", adapter, "--name", "di",
+                         "--tasks", "gsm8k", "--data-dir", str(SAMPLES), "--out", str(out.root), "eval.split=test",
+                         "eval.limit=3", "cluster.executor=debug"]) == 0
+    assert [(Path(model).name, adapters) for slot, model, adapters in opened] == [("base-b", {"di": adapter})]
+    files = (out.eval_samples(INITIAL, "di", "gsm8k", "test"), paths.eval_samples(1, "di", "gsm8k", "test"))
+    samples = [[json.loads(x) for x in f.read_text().splitlines()] for f in files]
+    assert [s["prompt"] for s in samples[0]] == [s["prompt"] for s in samples[1]]
+    alone = read_json(out.eval_result(INITIAL, "di", "gsm8k"))["test"]
+    assert alone["n"] == 3 and alone["metric"] == read_json(paths.eval_result(1, "di", "gsm8k"))["test"]["metric"]
+    assert alone["score"] == pytest.approx(sum(s["correct"] for s in samples[0]) / 3)
+
+
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard finds in a folder's event files: {tag: [(step, value), ...]}."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
