@@ -36,18 +36,18 @@ VERSIONED = ("sparta_hpc", "torch", "transformers", "trl", "peft", "accelerate",
 
 def versions() -> dict[str, str]:
     """This interpreter's versions of the packages a run depends on."""
-    return dict(_versions())
+    return dict(_versions())  # a copy: the cached one is shared
 
 
 @functools.cache  # every task records them; reading 14 packages' metadata costs ~40 ms, once per process
-def _versions() -> tuple[tuple[str, str], ...]:
+def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in VERSIONED:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return tuple(out.items())
+    return out
 
 
 def git_state(folder: Path) -> dict:

@@ -143,7 +143,8 @@ def test_sacct_shows_job_arrays_cpu_jobs_and_each_members_nodes(slurm_run):
         assert [r["State"] for r in by_name[f"sparta-{stage}"]] == ["COMPLETED"]
         assert [e["stage"] for e in events(paths) if e["event"] == "task_done"].count(stage) == 1
         assert "_" not in by_name[f"sparta-{stage}"][0]["JobID"]
-    nodes = {m: sacct([job_id(paths, "train", i)])[0]["NNodes"] for i, m in enumerate(MEMBERS)}
+    nnodes = {r["JobID"]: r["NNodes"] for r in rows}
+    nodes = {m: nnodes[job_id(paths, "train", i)] for i, m in enumerate(MEMBERS)}
     assert nodes == {m: "2" if m in ZERO2 else "1" for m in MEMBERS}
     assert "valid judgments" in out
 
