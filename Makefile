@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv vllm-venv test test-fast test-vllm bench bench-vllm simulate clean demo tiny-tribe slurm-up slurm-down \
-	browser
+	browser fuzz
 
 # The single-host Slurm test cluster (slurm/local-cluster/start.sh); the `slurm`
 # tests talk to it through SLURM_CONF.
@@ -83,6 +83,12 @@ test: test-fast tiny-tribe slurm-up
 # they fail instead of skipping (make browser installs Chromium).
 test-fast: venv browser
 	SPARTA_BROWSER_TESTS=$(if $(IS_ROOT),required,skip) SPARTA_FAULT_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
+
+# Property and fuzz tests with fresh seeds: hypothesis's `thorough` profile (500 new examples per fuzz
+# property, 1,000 per algorithm property), with its statistics. CI runs the derandomized `fast` profile.
+fuzz: venv
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -ra --hypothesis-show-statistics tests/test_fuzz_input.py \
+		tests/test_properties.py tests/test_reputation_fast.py
 
 # The `vllm` tier (a missing vLLM fails here instead of skipping).
 test-vllm: vllm-venv tiny-tribe

@@ -101,27 +101,27 @@ def validate(cfg: Config, tribe: bool = True) -> None:
     if tribe and len(members) < (2 if cfg.reputation.duelists_judge else 3):
         raise ConfigError(f"tribe.members: SPARTA needs at least 3 members (two duel, one judges), got "
                           f"{len(members)}; a tribe of 2 needs reputation.duelists_judge: true")
-    seen = set()
+    seen: dict[str, int] = {}
     for i, m in enumerate(members):
-        where = f"tribe.members.{i} ({m.name!r})"
+        # a member's fields by position, as the YAML lists them (and as the other checks name them);
+        # its sampling and initial_rating: check_ranges
+        where = f"tribe.members.{i}"
         if not SAFE_NAME.match(m.name):
-            raise ConfigError(f"{where}: name must be 1-64 characters of letters, digits, '_', '.', '-' "
-                              "(it becomes a file name)")
+            raise ConfigError(f"{where}.name: {m.name!r} is not 1-64 characters of letters, digits, '_', '.', '-' "
+                              "starting with a letter or digit (it becomes a file name)")
         if m.name in RESERVED_NAMES:
-            raise ConfigError(f"{where}: the name {m.name!r} is taken by the run directory's own folders "
+            raise ConfigError(f"{where}.name: {m.name!r} is taken by the run directory's own folders "
                               f"({', '.join(RESERVED_NAMES)}); rename the member")
         if m.name in seen:
-            raise ConfigError(f"{where}: duplicate member name")
-        seen.add(m.name)
+            raise ConfigError(f"{where}.name: duplicate member name {m.name!r} (also tribe.members.{seen[m.name]}); "
+                              "rename one of them")
+        seen[m.name] = i
         if not Path(m.model, "config.json").is_file():
-            raise ConfigError(f"{where}.model: no model at {m.model} (expected a folder with config.json; "
-                              "for the tiny tribe run tools/prepare_tiny_tribe.py)")
+            raise ConfigError(f"{where}.model: no model at {m.model} for member {m.name!r} (expected a folder "
+                              "with config.json; for the tiny tribe run tools/prepare_tiny_tribe.py)")
         if m.adapter and not Path(m.adapter, "adapter_config.json").is_file():
-            raise ConfigError(f"{where}.adapter: no LoRA adapter at {m.adapter} (expected adapter_config.json)")
-        if m.temperature < 0 or not 0 < m.top_p <= 1 or m.max_new_tokens < 1:
-            raise ConfigError(f"{where}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
-        if m.initial_rating is not None and m.initial_rating <= 0:
-            raise ConfigError(f"{where}.initial_rating: must be > 0")
+            raise ConfigError(f"{where}.adapter: no LoRA adapter at {m.adapter} for member {m.name!r} "
+                              "(expected adapter_config.json)")
     t = cfg.tribe
     for name, value in (("tribe.iterations", t.iterations), ("tribe.duels_per_iteration", t.duels_per_iteration),
                         ("generate.duels_per_shard", cfg.generate.duels_per_shard),

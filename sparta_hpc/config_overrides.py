@@ -99,7 +99,8 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     types_ = field_types(cls)
     unknown = [k for k in data if k not in types_]
     if unknown:
-        raise ConfigError(f"unknown config field {prefix}{unknown[0]!r}; known here: "
+        # quoted whole, as set_dotted names an override's: the key may hold spaces or odd characters
+        raise ConfigError(f"unknown config field {prefix + str(unknown[0])!r}; known here: "
                           + ", ".join(f"{prefix}{f}" for f in types_))
     kwargs = {}
     for name, value in data.items():

@@ -4,8 +4,8 @@ A number outside its range would otherwise surface deep inside a job (a negative
 in TRL, a NaN temperature in sampling, 10**30 duels in the plan's allocation). Every integer
 must also stay below INT_LIMIT and every float be finite (config_overrides.coerce), so a field
 without an entry here is still safe to allocate from. Fields checked elsewhere with their own
-message (reputation, matchmaking, vllm, the members' sampling) are listed too: the first check
-that fails names the field.
+message (reputation, matchmaking, vllm) are listed too: the first check that fails names the
+field.
 """
 
 from __future__ import annotations

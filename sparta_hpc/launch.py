@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -175,6 +176,22 @@ def submit_retrying(submit, label: str, events: EventLog) -> list:
     raise AssertionError("unreachable")
 
 
+def error_line(error: BaseException) -> str:
+    """What went wrong, on one line: a task's own exception (debug), or the exception that ends the
+    task's traceback inside submitit's job failure (whose message ends with where the logs are)."""
+    text = str(error).strip()
+    ended = re.search(r"has not produced any output \(state: ([^)]*)\)", text)
+    if ended:  # killed or cancelled before it could write a result (its log says more)
+        return f"the job ended without a result (Slurm state: {ended.group(1)})"
+    parts = text.split("\n----------------------\n")  # "... with trace:", the traceback, "You can check ..."
+    if len(parts) >= 3 and "failed during processing" in parts[0]:
+        lines = parts[1].strip().splitlines()
+        # the exception's text starts after the last indented line (the frames and their code)
+        last_frame = max((i for i, line in enumerate(lines) if line[:1].isspace()), default=-1)
+        text = " ".join(line.strip() for line in lines[last_frame + 1:]) or lines[-1]
+    return " ".join(text.split())[:500] or repr(error)
+
+
 def stage_plan(paths: RunPaths, stage: str, iteration: int) -> dict | None:
     """The plan whose task list a per-model stage's tasks index (their base-model group)."""
     if stage in ("generate", "judge"):
@@ -254,7 +271,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                     write_config(paths, cfg)  # config.yaml's provenance block names the new interpreter
                 continue
             log_file = attempt.job.paths.stderr
-            last_line = (str(error).strip().splitlines() or [repr(error)])[-1][:500]
+            last_line = error_line(error)
             events.write("task_failed", stage=stage, iteration=iteration, task=attempt.task,
                          attempt=attempt.number, job_id=str(attempt.job.job_id), log=str(log_file), error=last_line)
             if attempt.number <= cfg.cluster.max_retries:
@@ -272,7 +289,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
         if in_process:  # debug: the task's own exception, for a debugger
             raise failed[0][4]
         raise StageFailed("\n".join(
-            f"{stage} ({when}) task {task} failed {number} times, last with: {line}\n  See its log {log_file}."
+            f"{stage} ({when}){'' if task is None else f' task {task}'} failed {number} time{'s' * (number > 1)}, "
+            f"last with: {line}\n  See its log {log_file}."
             for task, number, line, log_file, _ in failed) + "\nThe other tasks' work is kept. Fix the cause and "
             "run the same command again to resume.")
     events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),

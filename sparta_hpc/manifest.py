@@ -112,18 +112,41 @@ def write_shard(paths: RunPaths, iteration: int, stage: str, out: Path, data: di
     atomic_write_bytes(out, raw)
 
 
+class BadRecord(ValueError):
+    """A unit's record that does not parse, lacks a field, or names another unit than its file does."""
+
+
+def read_record(record: Path) -> dict:
+    """A unit's record, checked in itself: JSON with `unit` (the same as its file name, which is how
+    readers find it), `done`, and `files` ({relative path: {size, sha256}}). Raises BadRecord saying
+    what is wrong (a flipped byte in a unit name would otherwise credit its files to another unit)."""
+    try:
+        data = json.loads(record.read_bytes().decode())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadRecord(f"not JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("unit"), str) or not isinstance(data.get("done"), str) \
+            or not isinstance(data.get("files"), dict):
+        raise BadRecord("it lacks `unit`, `done` or `files`")
+    if data["unit"] != record.stem:
+        raise BadRecord(f"its unit is {data['unit']!r} but its file name says {record.stem!r}")
+    for rel, d in data["files"].items():
+        if not isinstance(d, dict) or not isinstance(d.get("size"), int) or not isinstance(d.get("sha256"), str):
+            raise BadRecord(f"its entry for {rel} has no size and sha256")
+    return data
+
+
 def load_entries(paths: RunPaths, records: list[Path] | None = None) -> dict[str, list[Entry]]:
     """{relative path: the entries that recorded it}, from every record of the run (or `records`).
-    An unreadable record is skipped: its unit counts as unrecorded (verify reports it)."""
+    An unreadable or inconsistent record is skipped: its unit counts as unrecorded (verify reports it)."""
     entries: dict[str, list[Entry]] = {}
     for record in paths.manifests() if records is None else records:
         try:
-            data = json.loads(record.read_text())
-            done = paths.root / data["done"]
-            for rel, d in data["files"].items():
-                entries.setdefault(rel, []).append(Entry(data["unit"], record, done, d["size"], d["sha256"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            data = read_record(record)
+        except (OSError, BadRecord):
             continue
+        done = paths.root / data["done"]
+        for rel, d in data["files"].items():
+            entries.setdefault(rel, []).append(Entry(data["unit"], record, done, d["size"], d["sha256"]))
     return entries
 
 

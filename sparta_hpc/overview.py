@@ -157,16 +157,26 @@ def baseline_table(cfg: Config, paths: RunPaths) -> str:
     policy = read_json(paths.policy)["member"] if paths.policy.exists() else "?"
     rows = [f"{cfg.method}: aligning {policy}",
             f"{'iter':>4}  {'instructions':>12}  {'pairs':>5}  {'judge pairs':>11}  {'no pair':>7}  "
-            f"{'valid judgments':>15}  {'mean margin':>11}"]
+            f"{'judgments used':>14}  {'parsed':>6}  {'mean margin':>11}"]
     for t in range(cfg.tribe.iterations):
         if not paths.summary(t).exists():
             break
         s = read_json(paths.summary(t))
-        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}" if s["judgments"] else "-"
+        used, parsed = judgment_counts(s)
         margin = f"{s['mean_margin']:.3f}" if s["mean_margin"] is not None else "-"
         rows.append(f"{t:>4}  {s['instructions']:>12}  {s['pairs']:>5}  {s['judge_pairs']:>11}  {s['dropped']:>7}  "
-                    f"{valid:>15}  {margin:>11}")
+                    f"{used:>14}  {parsed:>6}  {margin:>11}")
     return "\n".join(rows)
+
+
+def judgment_counts(s: dict) -> tuple[str, str]:
+    """("used/asked", "parse rate") of an iteration's summary: the judgments whose score the algorithm
+    used (with judge.score=expected, every one whose log-probs were read), and apart from that the
+    share whose text held a parsable score."""
+    if not s["judgments"]:
+        return "-", "-"
+    used = s.get("used", s["judgments"] - s["unparsed"])
+    return f"{used}/{s['judgments']}", f"{1 - s['unparsed'] / s['judgments']:.0%}"
 
 
 def summary_table(cfg: Config, paths: RunPaths) -> str:
@@ -174,15 +184,15 @@ def summary_table(cfg: Config, paths: RunPaths) -> str:
         return baseline_table(cfg, paths)
     names = cfg.member_names()
     width = max(8, *(len(n) for n in names))
-    head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'valid judgments':>15}  {'pairs':>5}  " + \
+    head = f"{'iter':>4}  {'duels':>5}  {'judged':>6}  {'judgments used':>14}  {'parsed':>6}  {'pairs':>5}  " + \
         "  ".join(f"{n:>{width}}" for n in names)
     rows = [head]
     for t in range(cfg.tribe.iterations):
         if not paths.summary(t).exists():
             break
         s = read_json(paths.summary(t))
-        valid = f"{s['judgments'] - s['unparsed']}/{s['judgments']}"
-        rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {valid:>15}  {s['pairs']:>5}  "
+        used, parsed = judgment_counts(s)
+        rows.append(f"{t:>4}  {s['duels']:>5}  {s['duels_with_judge']:>6}  {used:>14}  {parsed:>6}  {s['pairs']:>5}  "
                     + "  ".join(f"{s['ratings'][n]:>{width}.3f}" for n in names))
         silent = [f"{n} {r['unparsed']}/{r['judgments']}" for n, r in s["judges"].items() if r["unparsed"]]
         if silent:

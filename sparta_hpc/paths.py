@@ -23,7 +23,7 @@
         judge/g00_s0003.json         raw and parsed judgments
         iter_0000.h5                 the archive (gather, then aggregate)
         pairs.jsonl                  preference pairs in TRL's conversational format
-        summary.json                 duels, valid judgments, pairs, ratings (for the driver's table)
+        summary.json                 duels, judgments used and parsed, pairs, ratings (the driver's table)
         train/<member>/              checkpoints of a member's DPO job (+ initial_adapter/: a fresh LoRA,
                                      log_history.json: TRL's per-step metrics)
         adapters/<member>/           the member's LoRA adapter for iteration t+1

@@ -28,7 +28,7 @@ from .config import Config
 from .eval.plan import eval_points
 from .events import EventLog
 from .io_utils import atomic_write_json
-from .manifest import load_entries, problem
+from .manifest import BadRecord, load_entries, problem, read_record
 from .paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,19 @@ def _records(folder: Path, prefixes: tuple[str, ...] = ()) -> list[Path]:
 
 def _load(record: Path) -> dict | None:
     try:
-        return json.loads(record.read_text())
-    except (OSError, ValueError):
+        return read_record(record)
+    except (OSError, BadRecord):
         return None
+
+
+def unit_done(paths: RunPaths, record: Path) -> Path:
+    """The file whose existence says a record's unit is finished (a shard, or the unit's marker), from
+    the record's file name alone: a damaged record's own `done` is not to be trusted."""
+    iteration, _ = _scope_of(paths, record)
+    stage, _, rest = record.stem.partition(".")
+    if stage in ("generate", "judge", "evaluate", "rate"):
+        return record.parent.parent / stage / f"{rest}.json"
+    return paths.marker(iteration, stage, rest or None)
 
 
 def _scope_of(paths: RunPaths, record: Path) -> tuple[int, tuple[str, ...]]:
@@ -84,10 +94,16 @@ def resume_check(cfg: Config, paths: RunPaths, events: EventLog, points: list[in
     """Check what the pending work reads; invalidate the units of damaged files. Returns how many."""
     entries = load_entries(paths)
     files: dict[Path, None] = {}
+    bad: dict[Path, str] = {}  # finished units whose own record is damaged: recomputed
     for record in pending_records(cfg, paths, points):
-        data = _load(record)
-        if data and (paths.root / data["done"]).exists():  # finished units only
-            files.update((paths.root / rel, None) for rel in data["files"])
+        if not unit_done(paths, record).exists():  # finished units only
+            continue
+        try:
+            files.update((paths.root / rel, None) for rel in read_record(record)["files"])
+        except (OSError, BadRecord) as err:
+            bad[record] = str(err)
+            events.write("damaged", path=paths.relative(record), problem=f"bad record: {err}")
+            log.warning("%s is a bad record (%s): its unit is recomputed", record, err)
     last = next((t for t in range(cfg.tribe.iterations) if not paths.is_done(t, "train")), None)
     if points is None and last:
         files[paths.ratings(last)] = None  # recorded by the previous iteration's aggregate
@@ -103,7 +119,9 @@ def resume_check(cfg: Config, paths: RunPaths, events: EventLog, points: list[in
             units.setdefault(entry.record, (entry.done, {}))[1][rel] = what
     for record, (done, damaged) in units.items():
         invalidate(paths, events, record, done, damaged)
-    return len(units)
+    for record, why in bad.items():
+        invalidate(paths, events, record, unit_done(paths, record), {}, f"its record is bad: {why}")
+    return len(units) + len(bad)
 
 
 def invalidate(paths: RunPaths, events: EventLog, record: Path, done: Path, damaged: dict[str, str],
@@ -112,7 +130,7 @@ def invalidate(paths: RunPaths, events: EventLog, record: Path, done: Path, dama
     the stage-level markers of its stage and of the later ones of its iteration (or point), which
     the walk then recomputes. Its record keeps the intact files only: an unfinished unit's record is
     no reference, but the archive copy aggregate recorded stays recognisable for the rerun."""
-    data = _load(record) or {"unit": record.stem, "files": {}}
+    data = _load(record) or {"unit": record.stem, "files": {}}  # a bad record: its unit, nothing intact
     iteration, stages = _scope_of(paths, record)
     stage = data["unit"].split(".")[0]
     for rel in damaged:

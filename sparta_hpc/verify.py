@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import load_entries, problem
+from .manifest import BadRecord, load_entries, problem, read_record
 from .paths import EVAL_STAGES, INITIAL, RunPaths
 
 
@@ -58,9 +58,10 @@ def check_records(paths: RunPaths, report: Report) -> set[str]:
     """Every file of every finished unit against its record; returns the damaged relative paths."""
     entries, damaged = load_entries(paths), set()
     for record in paths.manifests():
-        data = _json(record)
-        if not isinstance(data, dict) or not {"unit", "done", "files"} <= set(data):
-            report.problems.append(f"UNREADABLE record {paths.relative(record)}")
+        try:
+            data = read_record(record)
+        except (OSError, BadRecord) as err:
+            report.problems.append(f"BAD RECORD {paths.relative(record)}: {err}")
             continue
         if not (paths.root / data["done"]).exists():
             report.notes.append(f"in progress: {data['unit']} ({paths.relative(record.parent.parent) or '.'})")

@@ -5,7 +5,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# small real samples of the paper's evaluation data, with their licenses (tests/assets/eval-samples/README.md)
+SAMPLES = ROOT / "tests" / "assets" / "eval-samples"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# DeepSpeed's CPU op is compiled once for every test and job (about a minute), not once per run directory
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
 
 try:
     from hypothesis import settings

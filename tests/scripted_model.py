@@ -46,9 +46,12 @@ MC_OPTION = re.compile(r"^([A-Z]): ", re.M)
 # Slots ("generate-1", "judge-0", ...) whose next model load fails once: an injected task failure.
 FAIL_ONCE: set[str] = set()
 # Hostile output: a member whose answers (as a duelist, or to benchmark items) are these texts, in
-# turn; a judge whose every raw output ends with this text after its score.
+# turn; a judge whose every raw output ends with this text after its score ("{response}" in it: the
+# response it judged, echoed).
 HOSTILE: dict[str, list[str]] = {}
 HOSTILE_JUDGE: dict[str, str] = {}
+# Appended to every duelist's answer: a test sets it to make recomputed work differ from the first run's.
+ANSWER_SUFFIX = ""
 
 
 def digest(*parts: object) -> int:
@@ -93,7 +96,7 @@ class ScriptedGroup:
             quality = self.quality(batch.member)
             if batch.temperature > 0:  # samples of one member differ a little
                 quality = max(1, min(10, quality + pick % 3 - 1))
-            return f"{batch.member} q{quality} #{pick:08x}: {prompt[:40]} {final}"
+            return f"{batch.member} q{quality} #{pick:08x}: {prompt[:40]} {final}{ANSWER_SUFFIX}"
         if digest("silent", batch.member, response.group(1), seed) % 8 == 0:
             return batch.prefix + "I cannot rate this."
         score = self.judge_score(batch.member, response.group(1))
@@ -101,7 +104,7 @@ class ScriptedGroup:
             score = max(1, min(10, score + digest("jitter", seed, response.group(1)) % 3 - 1))
         # the rest of '{"score": N}' after whatever the answer was prefilled with
         return batch.prefix + ('{"score": '[len(batch.prefix):] if '{"score": '.startswith(batch.prefix) else "") \
-            + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "")
+            + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "").replace("{response}", response.group(1))
 
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         for b in batches:
@@ -187,9 +190,9 @@ def scripted_sft(cfg, paths, member: int) -> dict:
 
 
 @contextlib.contextmanager
-def scripted_models():
-    """Every model load in this process becomes a ScriptedGroup, every DPO `scripted_train`,
-    every SFT `scripted_sft`.
+def scripted_models(training: bool = True):
+    """Every model load in this process becomes a ScriptedGroup, and (with `training`) every DPO
+    `scripted_train`, every SFT `scripted_sft`.
 
     Yields the list of loads: (slot, base model, {member: adapter path}), one per load.
     """
@@ -204,7 +207,9 @@ def scripted_models():
         opened.append((slot, model, dict(adapters)))
         return ScriptedGroup(model, adapters)
 
-    backends.open_group, train.train_member, sft.sft_member = open_group, scripted_train, scripted_sft
+    backends.open_group = open_group
+    if training:
+        train.train_member, sft.sft_member = scripted_train, scripted_sft
     try:
         yield opened
     finally:
@@ -214,9 +219,9 @@ def scripted_models():
 _INSTALLED = []
 
 
-def install() -> None:
+def install(training: bool = True) -> None:
     """For the whole process (tests/sitecustomize: every process of a run started by a test).
     The context is kept: a dropped one would be closed, and its `finally` undo the patches."""
-    context = scripted_models()
+    context = scripted_models(training)
     context.__enter__()
     _INSTALLED.append(context)

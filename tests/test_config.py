@@ -11,7 +11,7 @@ import yaml
 from sparta_hpc.config import ConfigError, InstructionsConfig, load_config, validate
 from sparta_hpc.instructions import demo_instructions, load_instructions
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
 
 
 def write_config(tmp_path, fake_model, **changes):
@@ -94,7 +94,7 @@ def test_driver_refuses_bad_overrides_before_any_job(tmp_path, fake_model, overr
     ({"tribe__members": [{"name": "a", "model": "M"}, {"name": "b", "model": "M"}]}, "at least 3 members"),
     ({"tribe__members__1__name": "concise"}, "duplicate member name"),
     ({"tribe__members__0__name": "../evil"}, "becomes a file name"),
-    ({"tribe__members__2__model": "/nonexistent/model"}, "tribe.members.2 ('friendly').model: no model at"),
+    ({"tribe__members__2__model": "/nonexistent/model"}, "tribe.members.2.model: no model at"),
     ({"tribe__members__2__adapter": "/nonexistent/adapter"}, "no LoRA adapter at"),
     ({"instructions__source": "/nonexistent/file.jsonl"}, "instructions.source: no file at"),
     ({"trian": {"beta": 0.2}}, "unknown config field 'trian'"),
@@ -195,7 +195,6 @@ def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model, driver
     held.close()
 
 
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 
 
 @pytest.mark.parametrize("overrides, message", [

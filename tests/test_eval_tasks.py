@@ -15,8 +15,8 @@ from sparta_hpc.eval import TASK_NAMES, EvalDataError, check_task_data, harness,
 from sparta_hpc.eval.data import SPECS, hash_split
 from sparta_hpc.eval.score_cli import main as score_main
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
+from .conftest import ROOT, SAMPLES
+
 ASSETS = ROOT / "tests" / "assets" / "eval"
 
 # task -> sample file (NormAd's three files share one format; Alpaca's sample is ours)
@@ -33,7 +33,6 @@ SAMPLE_FILES = {
     "com2": SAMPLES / "com2.json",
     "alpaca": ASSETS / "alpaca.jsonl",
 }
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"no data samples at {SAMPLES}")
 
 
 def test_task_names():
@@ -41,7 +40,6 @@ def test_task_names():
                           "normad_value", "normad_rot", "kcross", "truthfulqa", "com2", "alpaca")
 
 
-@needs_samples
 @pytest.mark.parametrize("name", sorted(SAMPLE_FILES))
 def test_sample_files_load_with_prompts(name):
     path = SAMPLE_FILES[name]
@@ -90,8 +88,6 @@ def test_generation_settings_match_the_yaml(name, tmp_path):
         path = tmp_path / "hard.jsonl"
         path.write_text("".join(json.dumps({"problem": "p", "level": "Level 5", "answer": "1", "id": str(i)}) + "\n"
                                 for i in range(10)))
-    if not path.exists():
-        pytest.skip(f"no sample file {path}")
     task = load_task(name, path, "test", limit=1)
     assert task.max_new_tokens == {"mc": 32, "gsm8k": 256, "math": 512, "rated": 256}[SPECS[name].kind]
     assert task.generation_kwargs == {"max_new_tokens": task.max_new_tokens, "do_sample": False, "temperature": 0.0}
@@ -167,7 +163,6 @@ def test_bad_files_name_task_file_and_field(tmp_path, task, content, message):
         load_task(task, path)
 
 
-@needs_samples
 def test_a_file_in_another_format(tmp_path):
     with pytest.raises(EvalDataError, match=r"medqa.*gsm8k\.json, dev row 0 has no field 'choices'"):
         load_task("medqa", SAMPLES / "gsm8k.json", "dev")

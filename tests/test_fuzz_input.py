@@ -10,6 +10,8 @@ example must be refused. Examples per run: the `fast` profile's count times EXAM
 
 import dataclasses
 import json
+import logging
+import re
 import tempfile
 import typing
 from pathlib import Path
@@ -58,10 +60,10 @@ def base(folder: Path) -> dict:
 
 
 def put(data: dict, dotted: str, value) -> dict:
-    node, *_ = [data]
-    keys = dotted.split(".")
-    for key in keys[:-1]:
-        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    """`data` with `value` at `dotted`; a missing list (cluster.models.0.model) gets its one element."""
+    node, keys = data, dotted.split(".")
+    for key, after in zip(keys[:-1], keys[1:]):
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, [{}] if after.isdigit() else {})
     node[keys[-1]] = value
     return data
 
@@ -82,8 +84,11 @@ def bad_value(name: str, typ) -> st.SearchStrategy:
     if origin is list:
         return st.one_of(st.integers(), st.floats(allow_nan=False), st.lists(JUNK, min_size=1, max_size=2))
     if origin is dict:
-        return st.one_of(st.lists(st.integers(), min_size=1), st.integers(), TEXT.filter(lambda s: s.lower() not in
-                                                                                        ("null", "none", "")))
+        wrong = [st.lists(st.integers(), min_size=1, max_size=3), st.integers(),
+                 TEXT.filter(lambda s: s.lower() not in ("null", "none"))]
+        if args[1] is str:  # a mapping whose values are not texts (eval.files, extra_sbatch)
+            wrong.append(st.dictionaries(TEXT, JUNK, min_size=1, max_size=2))
+        return st.one_of(wrong)
     if typ is bool:
         return st.one_of(st.integers(2, 10**6), st.floats(0.1, 0.9), TEXT.filter(
             lambda s: s.lower() not in ("true", "yes", "1", "false", "no", "0", "null", "none")), JUNK)
@@ -135,6 +140,7 @@ def structural() -> st.SearchStrategy:
 
 
 def run_driver(folder: Path, content: bytes, caplog) -> tuple[int, str]:
+    """The driver's exit code and its error messages (what the user reads, not the info lines)."""
     config = folder / "config.yaml"
     config.write_bytes(content)
     caplog.clear()
@@ -142,12 +148,18 @@ def run_driver(folder: Path, content: bytes, caplog) -> tuple[int, str]:
         code = driver.main(["--config", str(config)])
     except SystemExit as exit_:  # argparse
         code = exit_.code
-    return code, caplog.text
+    return code, "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
-def assert_refused(folder: Path, code: int, log: str, names: list[str]) -> None:
+def naming(name: str) -> str:
+    """A pattern for `name` as a whole dotted name: not the tail of a longer one (evaluator.max_new_tokens
+    in eval.evaluator.max_new_tokens), nor cut off inside a word; an element (.0) may follow."""
+    return rf"(?<![\w.]){re.escape(name)}(?!\w)"
+
+
+def assert_refused(folder: Path, code: int, log: str, patterns: list[str]) -> None:
     assert code == 2, log
-    assert any(n in log for n in names), f"the message names none of {names}: {log}"
+    assert any(re.search(p, log) for p in patterns), f"the message matches none of {patterns}: {log}"
     assert not (folder / "run").exists(), "something was written before the checks passed"
 
 
@@ -159,8 +171,7 @@ def test_a_bad_field_is_refused_naming_it(bad, caplog):
         folder = Path(tmp)
         data = put(base(folder), name, value)
         code, log = run_driver(folder, yaml.safe_dump(data, allow_unicode=True).encode(), caplog)
-        leaf = name.split(".")[-1]
-        assert_refused(folder, code, log, [leaf])
+        assert_refused(folder, code, log, [naming(name)])
 
 
 @FUZZ
@@ -169,32 +180,36 @@ def test_a_malformed_config_file_is_refused_naming_the_file_or_field(case, caplo
     kind, value = case
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        data, names = base(folder), [str(folder / "config.yaml")]
+        data, names = base(folder), [re.escape(f"{folder / 'config.yaml'}: ")]
+        no_members = re.escape("tribe.members: no members")
         if kind == "top":
             content = yaml.safe_dump(value).encode()
         elif kind == "bytes":
             content = value
-            names += ["tribe.members", "config field"]  # garbage can parse as an empty or unknown mapping
+            names.append(no_members)  # garbage can parse as an empty mapping (every default: no members)
         elif kind == "name":
             data["tribe"]["members"][1]["name"] = value
-            content, names = yaml.safe_dump(data, allow_unicode=True).encode(), ["tribe.members.1"]
+            content, names = yaml.safe_dump(data, allow_unicode=True).encode(), [naming("tribe.members.1.name")]
         elif kind == "duplicate":
             data["tribe"]["members"][0]["name"] = data["tribe"]["members"][2]["name"] = value
-            content, names = yaml.safe_dump(data).encode(), ["duplicate member name"]
+            member_names = [m["name"] for m in data["tribe"]["members"]]  # bo: all three are "bo"
+            second = next(i for i, n in enumerate(member_names) if n in member_names[:i])
+            content = yaml.safe_dump(data).encode()
+            names = [re.escape(f"tribe.members.{second}.name: duplicate member name {value!r}")]
         elif kind == "unknown":
             data["train"] = {value: 1}
             content = yaml.safe_dump(data, allow_unicode=True).encode()
             # the key as YAML reads it back: a line break in a plain key (e.g. U+0085) folds to a space
             (key,) = yaml.safe_load(content)["train"]
-            names = [f"train.{key!r}"]
+            names = [re.escape(f"unknown config field {f'train.{key}'!r}")]
         elif kind == "nest":
             nested: object = 1
             for _ in range(value):
                 nested = {"x": nested}
             data["train"] = {"beta": nested}
-            content, names = yaml.safe_dump(data).encode(), ["train.beta"]
+            content, names = yaml.safe_dump(data).encode(), [re.escape("train.beta: expected a number")]
         else:
-            content, names = b"", ["tribe.members"]
+            content, names = b"", [no_members]
         code, log = run_driver(folder, content, caplog)
         assert_refused(folder, code, log, names)
 
@@ -207,8 +222,8 @@ def instruction_file() -> st.SearchStrategy:
                                  '{"instruction": "esc \\u001b[31m"}'])
     good = '{"instruction": "What is 2 + 2?", "id": "a"}\n'
     return st.one_of(
-        st.tuples(st.sampled_from(["i.jsonl", "i.json"]), st.binary(min_size=1, max_size=300).filter(
-            lambda b: not _valid_instructions(b))),
+        st.tuples(st.sampled_from(["i.jsonl", "i.json"]), st.binary(min_size=1, max_size=300)).filter(
+            lambda case: not _valid_instructions(*case)),
         st.tuples(st.just("i.jsonl"), st.lists(row, min_size=1, max_size=3).map(
             lambda rows: (good + "".join(json.dumps(r) + "\n" for r in rows)).encode())),
         st.tuples(st.just("i.jsonl"), surrogate.map(lambda line: (good + line + "\n").encode())),
@@ -221,12 +236,16 @@ def instruction_file() -> st.SearchStrategy:
     )
 
 
-def _valid_instructions(raw: bytes) -> bool:
+def _valid_instructions(name: str, raw: bytes) -> bool:
     """Whether random bytes happen to be a usable instruction file (then they are not a bad example)."""
     try:
         text = raw.decode()
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        # lines as the loader reads them: split at "\n" only (not at U+2028 or U+0085, as splitlines() would)
+        rows = json.loads(text) if name.endswith(".json") else [json.loads(line) for line in text.split("\n")
+                                                                if line.strip()]
     except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    if not isinstance(rows, list):
         return False
     return bool(rows) and all(isinstance(r, dict) and isinstance(r.get("instruction"), str) for r in rows)
 
@@ -242,7 +261,7 @@ def test_a_bad_instruction_file_is_refused_naming_it(case, caplog):
         data = base(folder)
         data["instructions"] = {"source": str(source), "id_field": "id" if b'"id"' in content else None}
         code, log = run_driver(folder, yaml.safe_dump(data).encode(), caplog)
-        assert_refused(folder, code, log, [str(source), "instructions.source"])
+        assert_refused(folder, code, log, [naming(str(source))])  # every message names the file
 
 
 def test_every_ranged_field_exists():

@@ -22,7 +22,7 @@ from sparta_hpc.methods.pairs import (
 )
 from sparta_hpc.paths import INITIAL, STAGES, RunPaths
 
-from .conftest import ROOT
+from .conftest import SAMPLES
 from .scripted_model import scripted_models
 
 NAN = math.nan
@@ -63,7 +63,6 @@ def test_spin_pairs_use_the_reference_answer_unless_the_sample_already_is_it():
 
 # ------------------------------------------------------------------ each method end to end
 
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 MEMBERS = ["ada", "bo", "cy"]
 
 

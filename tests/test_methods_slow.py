@@ -21,18 +21,19 @@ from safetensors.numpy import load_file
 from sparta_hpc.archive import read_archive
 from sparta_hpc.paths import RunPaths
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.slow
 
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 METHODS = ["self_rewarding", "meta_rewarding", "spin", "sppo"]
 COMMON = ["tribe.iterations=1", "tribe.duels_per_iteration=2", "instructions.with_reference_only=true",
           "baseline.samples=2", "judge.rounds=2", "judge.temperature=0.7", "judge.duels_per_shard=2",
           "generate.duels_per_shard=2", "train.max_steps=1", "cluster.executor=debug",
           "eval.tasks=[normad_country,medqa]", f"eval.data_dir={SAMPLES}", "eval.split=test", "eval.limit=2",
-          "eval.max_new_tokens=16"] + [f"tribe.members.{m}.max_new_tokens=16"
-                                       for m in ("concise", "stepwise", "friendly", "plain")]
+          "eval.max_new_tokens=16"] + [
+    # every member samples (the aligned one's samples must differ, or best and worst tie and make no pair)
+    o for m in ("concise", "stepwise", "friendly", "plain")
+    for o in (f"tribe.members.{m}.max_new_tokens=16", f"tribe.members.{m}.temperature=1.0")]
 
 
 def drive(run_dir, *overrides) -> subprocess.CompletedProcess:
@@ -75,11 +76,13 @@ def test_each_baseline_trains_its_model_on_its_own_pairs_and_is_evaluated(runs, 
     assert summary["loss_type"] == ("sppo_hard" if method == "sppo" else "sigmoid")
     others = [m for m in ("concise", "stepwise", "friendly", "plain") if m != policy]
     assert not any(paths.is_done(0, "train", m) for m in others)  # only the aligned model trains
-    if pairs:
-        assert summary["steps"] == 1
-        before = load_file(paths.initial_adapter(0, policy) / "adapter_model.safetensors")
-        after = load_file(paths.adapter(0, policy) / "adapter_model.safetensors")
-        assert any(not np.array_equal(before[k], after[k]) for k in before)
+    # every run made pairs (sampled answers differ), and the one DPO step on them moved the adapter
+    assert pairs and len(pairs) == len(a["pairs/duel"]) and summary["pairs"] == len(pairs)
+    assert all(r["chosen"] != r["rejected"] for r in pairs)
+    assert summary["steps"] == 1
+    before = load_file(paths.initial_adapter(0, policy) / "adapter_model.safetensors")
+    after = load_file(paths.adapter(0, policy) / "adapter_model.safetensors")
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
     result = json.loads(paths.eval_result(0, policy, "medqa").read_text())["test"]
     assert result["n"] == 2 and 0 <= result["score"] <= 1
     assert f"{method}: aligning {policy}" in procs[method].stdout

@@ -3,11 +3,16 @@
 The fault is made for real: one member starts from a LoRA adapter whose B matrices hold NaN (what a
 diverged or damaged adapter looks like), so its policy's log-probabilities and its DPO loss are NaN
 from the first step. Generation and judging use the scripted model (the fault is in training); the
-three members train with TRL's DPOTrainer. Expected: that member's training stops with an error
-naming it and the step, nothing of the step is saved, and the other members' adapters are kept.
+three members train with TRL's DPOTrainer, once with the debug executor (in the driver's process)
+and once with the local one (real task processes). Expected: that member's training stops with an
+error naming it and the step, no checkpoint of it is kept, the other members' adapters are kept,
+and the driver's failure names the stage, the task and its log.
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -18,6 +23,7 @@ from sparta_hpc.paths import RunPaths
 from sparta_hpc.stages import train
 from sparta_hpc.stages.lora import NonFiniteLoss
 
+from .conftest import ROOT
 from .scripted_model import scripted_models
 
 pytestmark = pytest.mark.slow
@@ -40,36 +46,60 @@ def nan_adapter(base, folder):
     return folder
 
 
-@pytest.fixture(scope="module")
-def diverged_run(tiny_model, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("nonfinite")
+def write_config(tiny_model, folder, executor: str):
     members = [{"name": n, "model": str(tiny_model), "max_new_tokens": 8} for n in MEMBERS]
     members[1]["adapter"] = str(nan_adapter(tiny_model, folder / "nan-adapter"))
     config = {"tribe": {"iterations": 1, "duels_per_iteration": 6, "members": members},
               "judge": {"answer_prefix": '{"score": '},
               "train": {"max_steps": 2, "batch_size": 2, "max_length": 96, "save_steps": 1, "lora_r": 4},
-              "cluster": {"executor": "debug", "max_retries": 0}}
+              "tracking": {"report_to": "none"},
+              "cluster": {"executor": executor, "max_retries": 0, "local_parallel": 3, "local_threads": 1}}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    paths = RunPaths(folder / "run")
-    real_train = train.train_member
-    with scripted_models():
-        train.train_member = real_train  # the scripted model answers and judges; DPO is real
-        # the debug executor re-raises a task's own exception once the stage's other tasks are done
-        with pytest.raises(NonFiniteLoss) as err:
-            driver.main(["--config", str(path), f"run.dir={paths.root}", "--current-code"])
+    return path
+
+
+@pytest.fixture(scope="module", params=["debug", "local"])
+def diverged_run(request, tiny_model, tmp_path_factory):
+    """(the error the driver reported, paths, events): debug runs every task in the driver's process and
+    re-raises the task's own exception; local runs each task as a real process (the scripted model answers
+    and judges through tests/sitecustomize, DPO is real) and the driver ends with status 1 naming the
+    stage, the task and its log."""
+    executor = request.param
+    folder = tmp_path_factory.mktemp(f"nonfinite-{executor}")
+    path, paths = write_config(tiny_model, folder, executor), RunPaths(folder / "run")
+    if executor == "debug":
+        real_train = train.train_member
+        with scripted_models():
+            train.train_member = real_train  # the scripted model answers and judges; DPO is real
+            # the debug executor re-raises a task's own exception once the stage's other tasks are done
+            with pytest.raises(NonFiniteLoss) as err:
+                driver.main(["--config", str(path), f"run.dir={paths.root}", "--current-code"])
+        error = str(err.value)
+    else:
+        env = dict(os.environ, SPARTA_SCRIPTED_MODELS="answers", PYTHONPATH=str(ROOT / "tests" / "sitecustomize"))
+        env.pop("PYTHONSAFEPATH", None)
+        proc = subprocess.run([sys.executable, "-m", "sparta_hpc.driver", "--config", str(path),
+                               f"run.dir={paths.root}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        error = proc.stderr
+        assert "train (iteration 0) task 1 failed 1 time, last with: " in error
+        assert f"See its log {paths.logs / 'train'}/" in error
     events = [json.loads(line) for line in paths.events.read_text().splitlines()]
-    return str(err.value), paths, events
+    return error, paths, events
 
 
 def test_the_diverged_member_stops_with_an_error_naming_it(diverged_run):
     error, paths, events = diverged_run
     assert "member bo, iteration 0 (DPO): the training loss is nan" in error
     failed = [e for e in events if e["event"] == "task_failed" and e["stage"] == "train"]
-    assert failed and all("member bo" in e.get("error", "") and "loss is nan" in e.get("error", "").lower()
-                          for e in failed), failed
+    assert [e["task"] for e in failed] == [1]
+    assert "member bo, iteration 0 (DPO): the training loss is nan" in failed[0]["error"]
     assert not paths.is_done(0, "train", "bo")
     assert not (paths.adapter(0, "bo") / "adapter_model.safetensors").exists()
+    # nothing of the diverged step was kept: no checkpoint at all (the first step diverged)
+    assert not list(paths.train_dir(0, "bo").glob("checkpoint-*"))
 
 
 def test_the_other_members_training_is_kept(diverged_run):
@@ -79,3 +109,4 @@ def test_the_other_members_training_is_kept(diverged_run):
         summary = json.loads(paths.marker(0, "train", name).read_text())
         assert summary["steps"] == 2
         assert (paths.adapter(0, name) / "adapter_model.safetensors").exists()
+        assert (paths.train_dir(0, name) / "checkpoint-2" / "trainer_state.json").exists()

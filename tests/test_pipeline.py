@@ -1,6 +1,9 @@
 """The tiny tribe end to end on CPU through the real driver: every stage, the archive, resume.
 
-Slow (minutes): real models generate, judge and DPO-train in local submitit jobs.
+Slow (minutes): real models generate, judge and DPO-train. The tasks run in the driver's process
+(the `debug` executor): a task here is mostly loading Python and the model, which one process does
+once. Real task processes are the other tests' (local: tests/test_nonfinite_loss.py,
+tests/test_sft.py, the fast tier's faults; Slurm: tests/test_slurm.py).
 """
 
 import json
@@ -19,7 +22,8 @@ from safetensors.numpy import load_file
 from sparta_hpc.archive import read_archive
 from sparta_hpc.paths import RunPaths
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
+from .gates import Gates
 
 pytestmark = pytest.mark.slow
 
@@ -29,9 +33,7 @@ pytestmark = pytest.mark.slow
 DUELS, ROUNDS = 6, 2
 OVERRIDES = [f"tribe.duels_per_iteration={DUELS}", "generate.duels_per_shard=4", "judge.duels_per_shard=2",
              f"judge.rounds={ROUNDS}", "judge.temperature=0.7", "train.max_steps=2", "train.save_steps=1",
-             "tracking.report_to=tensorboard",
-             # two tasks at a time, a thread each: a task here is mostly loading Python and the model
-             "cluster.local_parallel=2", "cluster.local_threads=1"] + [
+             "tracking.report_to=tensorboard", "cluster.executor=debug", "cluster.local_threads=2"] + [
     f"tribe.members.{m}.max_new_tokens=24" for m in ("concise", "stepwise", "friendly", "plain")]
 MEMBERS = ["concise", "stepwise", "friendly", "plain"]
 
@@ -149,7 +151,16 @@ def test_the_second_iteration_continues_from_the_first(reference_run):
         assert all(not np.array_equal(start[k], end[k]) for k in start)
     for shard in sorted((paths.iteration(1) / "generate").glob("*.json")):
         assert json.loads(shard.read_text())["model_loads"] == 1  # one base model, four adapters
-    assert proc.stdout.count("\n") >= 3  # header + one row per iteration
+    # the closing table: its header, then one row per iteration with the duels and pairs of its summary
+    table = [line.split() for line in proc.stdout.splitlines()]
+    head = next(i for i, row in enumerate(table) if row[:3] == ["iter", "duels", "judged"])
+    for t in (0, 1):
+        summary = json.loads(paths.summary(t).read_text())
+        row = next(r for r in table[head + 1:] if r[:1] == [str(t)])
+        assert row[1] == str(DUELS) and row[3] == f"{summary['used']}/{summary['judgments']}", row
+        assert row[5] == str(summary["pairs"]) == str(len(paths.pairs(t).read_text().splitlines())), row
+        # judge.score=expected: every judgment's expected score is used, parsed or not
+        assert summary["used"] == summary["judgments"] == DUELS * (len(MEMBERS) - 2) * 2 * ROUNDS
 
 
 def test_one_base_load_serves_each_members_adapter(reference_run):
@@ -200,12 +211,17 @@ args = DPOConfig(output_dir=sys.argv[3], max_steps=1, per_device_train_batch_siz
                  report_to=[], max_length=128, disable_tqdm=True)
 trainer = DPOTrainer(model=model, args=args, processing_class=tok, train_dataset=load_from_disk(sys.argv[2]),
                      peft_config=LoraConfig(r=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
-print("loss", trainer.train().training_loss)
+result = trainer.train()
+print("steps", trainer.state.global_step, "rows", len(trainer.train_dataset), "loss", result.training_loss)
 """
     proc = subprocess.run([sys.executable, "-c", code, str(ROOT / ".cache/models/smollm2-135m-instruct"),
                            str(out / "dataset"), str(tmp_path / "trl")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "loss" in proc.stdout
+    words = proc.stdout.split()
+    steps, rows, loss = int(words[words.index("steps") + 1]), int(words[words.index("rows") + 1]), \
+        float(words[words.index("loss") + 1])
+    # one step on every exported pair; a DPO loss starts at log 2 (the policy is the reference)
+    assert steps == 1 and rows == len(dataset) and loss == pytest.approx(math.log(2), abs=1e-3)
 
 
 def test_single_process_deepspeed_job_trains(reference_run, tmp_path):
@@ -245,8 +261,8 @@ def wait_for(condition, proc, timeout=900):
 
 
 def test_a_driver_killed_mid_training_resumes_from_the_checkpoint_to_the_same_adapter(reference_run, tmp_path):
-    """Real TRL training SIGKILLed with the driver after its first checkpoint, then the same command
-    again: the member resumes from checkpoint-1 and ends with the uninterrupted run's adapter. The
+    """Real TRL training SIGKILLed with the driver while it waits right after its first checkpoint, then
+    the same command again: the member resumes from checkpoint-1 and ends with the uninterrupted run's adapter. The
     run is the reference run's iteration 0 with one member's training undone, so only that member
     trains. (The driver killed at every stage, mid-way through the HDF5 archive included, is the
     fast tier's fault matrix, tests/test_faults.py, where it costs seconds.)"""
@@ -262,11 +278,21 @@ def test_a_driver_killed_mid_training_resumes_from_the_checkpoint_to_the_same_ad
     finished = {m: paths.adapter(0, m).stat().st_mtime_ns for m in MEMBERS[1:]}
     again = command(run_dir, 2) + ["--stop-after", "train"]  # the reference run's command
 
-    proc = subprocess.Popen(again, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for((paths.train_dir(0, name) / "checkpoint-1" / "trainer_state.json").exists, proc)
+    # the training waits right after its first checkpoint (tests/gates.py) until the driver is dead
+    gates = Gates(tmp_path / "gates")
+    gates.hold("saved-1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "sitecustomize"), **gates.env())
+    env.pop("PYTHONSAFEPATH", None)
+    proc = subprocess.Popen(again, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: gates.waiting("saved-1"), proc)
+    assert (paths.train_dir(0, name) / "checkpoint-1" / "trainer_state.json").exists()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)  # local tasks notice their driver is gone within a second
+    task = gates.waiting("saved-1")[0]["pid"]
+    deadline = time.time() + 60  # a local task ends itself within a second of its driver's death
+    while Path(f"/proc/{task}").exists() and "Z" not in Path(f"/proc/{task}/stat").read_text().split()[2]:
+        assert time.time() < deadline, "the training task outlived its driver"
+        time.sleep(0.2)
     assert not paths.is_done(0, "train", name)
 
     done = subprocess.run(again, cwd=ROOT, capture_output=True, text=True, timeout=1800)
@@ -280,7 +306,6 @@ def test_a_driver_killed_mid_training_resumes_from_the_checkpoint_to_the_same_ad
         np.testing.assert_allclose(x[k], y[k], rtol=0, atol=1e-6, err_msg=f"{name} {k}")
 
 
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 EVAL_TASKS = ["gsm8k", "medqa", "normad_country", "kcross", "truthfulqa", "math_easy", "math_medium", "com2", "alpaca"]
 # Two items of each sample file, short answers; the tiny model rates the open-ended ones by its
 # expected score (it rarely writes a parsable one).

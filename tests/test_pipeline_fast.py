@@ -21,12 +21,11 @@ from sparta_hpc.io_utils import read_json
 from sparta_hpc.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 
 from . import scripted_model
-from .conftest import ROOT
+from .conftest import SAMPLES
 from .scripted_model import scripted_models
 
 MEMBERS = ["ada", "bo", "cy", "di", "ed"]
 DUELS = 10
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 EVAL_TASKS = ["gsm8k", "kcross", "com2"]  # a number, a one-shot multiple choice, one rated by the evaluator
 
 

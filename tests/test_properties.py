@@ -31,7 +31,7 @@ def iterations(draw, min_members=3, max_members=6):
     return start, np.array(duels), scores, cfg
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(iterations())
 def test_swapping_a_and_b_mirrors_the_result(case):
     start, duels, scores, cfg = case
@@ -45,7 +45,7 @@ def test_swapping_a_and_b_mirrors_the_result(case):
     assert swapped.pair_duels.tolist() == plain.pair_duels.tolist()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(iterations())
 def test_uniform_weighting_is_the_plain_mean(case):
     start, duels, scores, cfg = case
@@ -61,7 +61,7 @@ def test_uniform_weighting_is_the_plain_mean(case):
         np.testing.assert_allclose(result.final_scores[c], mean)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(iterations())
 def test_ratings_never_fall_below_the_floor(case):
     start, duels, scores, cfg = case
@@ -71,7 +71,7 @@ def test_ratings_never_fall_below_the_floor(case):
     assert (result.ratings.deviation >= min(cfg.min_deviation, start.deviation.min())).all()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(st.lists(st.floats(0, 300), min_size=2, max_size=12), st.integers(0, 40),
        st.floats(0, 1), st.integers(1, 12), st.integers(0, 2**31), st.integers(0, 20))
 def test_matchmaking_never_pairs_a_member_with_itself(rating, n, alpha, k, seed, iteration):
@@ -81,7 +81,7 @@ def test_matchmaking_never_pairs_a_member_with_itself(rating, n, alpha, k, seed,
     assert ((duels >= 0) & (duels < len(rating))).all()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(st.lists(st.integers(0, 300), min_size=3, max_size=12), st.integers(1, 40),
        st.integers(1, 12), st.integers(0, 2**31))
 def test_alpha_zero_picks_only_among_the_k_closest(rating, n, k, seed):

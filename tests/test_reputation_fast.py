@@ -72,7 +72,7 @@ def assert_same(fast, start, duels, scores, cfg):
     assert n_judges.tolist() == ref_n.tolist()
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(iterations())
 def test_the_kernels_code_equals_the_python_loop(case):
     start, duels, scores, cfg = case
@@ -82,7 +82,7 @@ def test_the_kernels_code_equals_the_python_loop(case):
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed (pip install numba)")
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=2 * settings.default.max_examples, deadline=None)
 @given(iterations())
 def test_the_compiled_kernel_equals_the_python_loop(case):
     start, duels, scores, cfg = case

@@ -1,5 +1,7 @@
 """The initial tribe on CPU: configs/tiny-sft.yaml's experts SFT'd by TRL's SFTTrainer through the
-real driver (`sparta-hpc init-tribe`, local jobs), one SIGKILLed partway and resumed.
+real driver (`sparta-hpc init-tribe`, local jobs), the driver SIGKILLed while the first expert waits
+right after a checkpoint (tests/gates.py: certainly between two checkpoints, whatever the machine's
+speed), and resumed.
 
 Slow (minutes): 4 real SmolLM2-135M members, 4 SFT steps each.
 """
@@ -19,6 +21,7 @@ from safetensors.numpy import load_file
 from sparta_hpc.paths import INITIAL, RunPaths
 
 from .conftest import ROOT
+from .gates import Gates
 
 pytestmark = pytest.mark.slow
 
@@ -38,25 +41,42 @@ def weights(folder: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def tribe(tiny_model, tmp_path_factory):
-    """init-tribe killed once the first expert has a checkpoint, then run again to the end."""
-    paths = RunPaths(tmp_path_factory.mktemp("tribe") / "run")
+    """init-tribe killed while the first expert waits right after its checkpoint at step 2 (every expert
+    holds there: tests/gates.py), then run again to the end."""
+    folder = tmp_path_factory.mktemp("tribe")
+    paths, gates = RunPaths(folder / "run"), Gates(folder / "gates")
+    gates.hold("saved-2")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "sitecustomize"), **gates.env())
+    env.pop("PYTHONSAFEPATH", None)
     start = time.time()
-    checkpoint = paths.sft_dir(MEMBERS[0]) / "checkpoint-2" / "trainer_state.json"
-    proc = subprocess.Popen(init_tribe(paths.root), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    while not checkpoint.exists():
+    proc = subprocess.Popen(init_tribe(paths.root), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while not any(w["who"] == "rank0" for w in gates.waiting("saved-2")
+                  if (paths.sft_dir(MEMBERS[0]) / "checkpoint-2" / "trainer_state.json").exists()):
         assert proc.poll() is None, f"init-tribe ended before the kill point: {proc.stderr.read()[-3000:]}"
         assert time.time() - start < 900, "timed out waiting for the first SFT checkpoint"
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(2)  # the local task notices its driver is gone within a second
+    deadline = time.time() + 60  # the local tasks notice their driver is gone within a second
+    while any(pid_alive(w["pid"]) for w in gates.waiting("saved-2")):
+        assert time.time() < deadline, "a task outlived its driver"
+        time.sleep(0.2)
     assert not paths.is_done(INITIAL, "sft", MEMBERS[0])
+    gates.open("saved-2")
     done = subprocess.run(init_tribe(paths.root), cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"init-tribe with one kill: {time.time() - start:.0f} s")
     print(done.stdout)
     return paths, done.stdout
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 def test_every_expert_was_trained_by_sft_steps_and_init_tribe_names_its_adapter(tribe):

@@ -20,11 +20,10 @@ from sparta_hpc.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 from sparta_hpc.sft_data import check_sft, demo_sft_rows, member_examples
 from sparta_hpc.stages.common import member_adapter
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
 from .scripted_model import adapter_rounds, scripted_models
 
 MEMBERS = ["flan_v2", "sci", "oasst1", "coder"]
-SAMPLES = ROOT.parent / "shared" / "data" / "eval-samples"
 
 
 def chat(user: str, answer: str | None = "Sure.") -> list[dict]:

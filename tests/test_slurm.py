@@ -1,14 +1,20 @@
-"""The tiny tribe through a real Slurm (slurm/local-cluster/start.sh: 2 virtual nodes, accounting).
+"""The tiny tribe's training through a real Slurm (slurm/local-cluster/start.sh: 2 virtual nodes, accounting).
 
 A mixed tribe: two members train as 2-node ZeRO-2 jobs (their own `resources`
 and `deepspeed`), the other two as one-process jobs, one train array per set of
-resources. One run carries three injected faults: one generate array task is
-scancel'ed (it must be retried, for its own shard only); one member's 2-rank
-ZeRO-2 training job gets Slurm's time-limit warning (USR2) after its first
-checkpoint (submitit requeues it and it must resume from that checkpoint, not
-from step 0); then the driver is
-SIGKILLed while the training jobs run, and its rerun must wait for them
-rather than submit them again.
+resources. DPO is real (TRL on the tiny model); the answers and judgments come
+from the scripted model (tests/sitecustomize: Slurm's part here is orchestration,
+and real generation and judging are the reference run's, tests/test_pipeline.py).
+One run carries three faults, each injected while its work is certainly in
+flight (tests/gates.py: the work waits at a gate the test opens once the fault
+is in): one generate array task is scancel'ed while it runs (it must be retried,
+for its own shard only); one member's 2-rank ZeRO-2 training job gets Slurm's
+time-limit warning (USR2) while it waits right after its first checkpoint
+(submitit requeues it and it must resume from that checkpoint, not from step 0);
+then the driver is SIGKILLed while every training job waits there, and its rerun
+must adopt them rather than submit them again. `sparta-hpc status` reads the run
+with the real squeue/sacct while its driver is dead, and `sparta-hpc report`
+draws the finished run.
 """
 
 import json
@@ -26,6 +32,7 @@ from safetensors.numpy import load_file
 from sparta_hpc.paths import RunPaths
 
 from .conftest import ROOT
+from .gates import Gates
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -39,7 +46,6 @@ for _m in ZERO2:
 for _stage in ("generate", "judge", "gather", "aggregate", "train"):
     OVERRIDES += [f"cluster.{_stage}.cpus_per_task=1", f"cluster.{_stage}.mem_gb=2",
                   f"cluster.{_stage}.gpus_per_node=0", f"cluster.{_stage}.time_min=30"]
-OVERRIDES += [f"tribe.members.{m}.max_new_tokens=24" for m in MEMBERS]
 
 
 def slurm_ready() -> bool:
@@ -76,46 +82,75 @@ def job_state(job: str) -> str:
 
 def wait_for(condition, proc, what, timeout=1200):
     start = time.time()
-    while not condition():
+    while not (value := condition()):
         if proc.poll() is not None:
             raise AssertionError(f"driver ended before {what}: {proc.stderr.read()[-3000:]}")
         assert time.time() - start < timeout, f"timed out waiting for {what}"
         time.sleep(0.2)
+    return value
+
+
+def at_gate(gates: Gates, gate: str, job: str | None) -> list[dict]:
+    """The processes of Slurm job `job` ("ARRAY_TASK" as the events name array tasks) waiting at `gate`."""
+    return [w for w in gates.waiting(gate) if job and job in (w["job"], f"{w['array_job']}_{w['array_task']}")]
+
+
+def driver(run_dir, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml",
+                             f"run.dir={run_dir}", *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tiny_model, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("slurm") / "run"
+    folder = tmp_path_factory.mktemp("slurm")
+    run_dir, gates = folder / "run", Gates(folder / "gates")
     paths = RunPaths(run_dir)
-    env = dict(os.environ, HF_HUB_OFFLINE="1",
+    gates.hold("generate", "saved-1")  # every generate task; every training job after its first checkpoint
+    env = dict(os.environ, HF_HUB_OFFLINE="1", SPARTA_SCRIPTED_MODELS="answers",
+               PYTHONPATH=str(ROOT / "tests" / "sitecustomize"), **gates.env(),
                TORCH_EXTENSIONS_DIR=str(ROOT / ".cache" / "torch_extensions"))  # compile DeepSpeed's op once
-    proc = subprocess.Popen([sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml",
-                             f"run.dir={run_dir}", *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    # fault 1: cancel one running task of the generate array
-    wait_for(lambda: job_id(paths, "generate", 1) and job_state(job_id(paths, "generate", 1)) == "RUNNING",
-             proc, "the generate array to run")
+    env.pop("PYTHONSAFEPATH", None)
+    proc = driver(run_dir, env)
+    # fault 1: cancel generate task 1 while it runs (held at its gate)
+    wait_for(lambda: at_gate(gates, "generate", job_id(paths, "generate", 1)), proc, "generate task 1 to run")
     cancelled = job_id(paths, "generate", 1)
     subprocess.run(["scancel", cancelled], check=True)
-    # fault 2: preempt the first member's training job after its first checkpoint
-    checkpoint = paths.train_dir(0, MEMBERS[0]) / "checkpoint-1" / "trainer_state.json"
-    wait_for(checkpoint.exists, proc, "the first training checkpoint")
+    wait_for(lambda: job_state(cancelled) == "", proc, "the cancelled job to end")
+    gates.open("generate")
+    # fault 2: preempt the first member's 2-rank job while both ranks wait after its first checkpoint
+    wait_for(lambda: len(at_gate(gates, "saved-1", job_id(paths, "train", 0))) == 2, proc,
+             "the first member's first checkpoint")
     preempted = job_id(paths, "train", 0)
+    assert (paths.train_dir(0, MEMBERS[0]) / "checkpoint-1" / "trainer_state.json").exists()
     # USR2 is what Slurm sends ahead of a time limit (--signal=USR2@120): submitit
     # checkpoints and requeues the job. (A SIGTERM from scancel would cancel the step.)
     # scancel keeps retrying the signal once the job has requeued itself ("Job can not be
     # altered now"), so it is bounded; the requeue itself is checked by the tests below.
     subprocess.run(["timeout", "10", "scancel", "--signal=USR2", preempted], capture_output=True)
-    # fault 3: the driver itself dies while the training jobs run; its rerun must
-    # wait for those jobs instead of submitting them again
+    wait_for(lambda: "requeu" in (paths.logs / "train" / preempted / f"{preempted}_0_log.out").read_text().lower(),
+             proc, "the preempted job to requeue itself")
+    # fault 3: the driver dies while every other training job waits after its first checkpoint; its
+    # rerun must adopt those jobs instead of submitting them again
+    others = [job_id(paths, "train", i) for i in range(1, len(MEMBERS))]
+    wait_for(lambda: all(at_gate(gates, "saved-1", job) for job in others), proc, "every training job to run")
     proc.kill()
     proc.wait()
-    proc = subprocess.Popen([sys.executable, "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml",
-                             f"run.dir={run_dir}", *OVERRIDES], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    dead_driver = status(paths)
+    proc = driver(run_dir, env)
+    wait_for(lambda: {e["task"] for e in events(paths) if e["event"] == "task_adopt" and e["stage"] == "train"}
+             >= {1, 2, 3}, proc, "the rerun driver to adopt the training jobs")
+    gates.open("saved-1")
     out, err = proc.communicate(timeout=1800)
     assert proc.returncode == 0, err[-3000:]
-    return paths, out, cancelled, preempted
+    return paths, out, cancelled, preempted, dead_driver
+
+
+def status(paths: RunPaths) -> str:
+    proc = subprocess.run([sys.executable, "-m", "sparta_hpc.cli", "status", str(paths.root), "--events", "0"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
 
 
 def sacct(jobs: list[str]) -> list[dict]:
@@ -126,7 +161,7 @@ def sacct(jobs: list[str]) -> list[dict]:
 
 
 def test_sacct_shows_job_arrays_cpu_jobs_and_each_members_nodes(slurm_run):
-    paths, out, _, _ = slurm_run
+    paths, out, _, _, _ = slurm_run
     submitted = [e for e in events(paths) if e["event"] == "task_submit"]
     rows = sacct(sorted({e["job_id"] for e in submitted}))
     by_name: dict[str, list[dict]] = {}
@@ -146,7 +181,7 @@ def test_sacct_shows_job_arrays_cpu_jobs_and_each_members_nodes(slurm_run):
     nnodes = {r["JobID"]: r["NNodes"] for r in rows}
     nodes = {m: nnodes[job_id(paths, "train", i)] for i, m in enumerate(MEMBERS)}
     assert nodes == {m: "2" if m in ZERO2 else "1" for m in MEMBERS}
-    assert "valid judgments" in out
+    assert "judgments used" in out
 
 
 def test_training_ran_on_each_members_ranks_and_changed_every_adapter(slurm_run):
@@ -161,7 +196,7 @@ def test_training_ran_on_each_members_ranks_and_changed_every_adapter(slurm_run)
 
 
 def test_a_cancelled_array_task_is_retried_and_the_run_completes(slurm_run):
-    paths, _, cancelled, _ = slurm_run
+    paths, _, cancelled, _, _ = slurm_run
     failed = [e for e in events(paths) if e["event"] == "task_failed" and e["stage"] == "generate"]
     assert [(e["task"], e["job_id"]) for e in failed] == [(1, cancelled)]
     retry = job_id(paths, "generate", 1, attempt=2)
@@ -175,7 +210,7 @@ def test_a_cancelled_array_task_is_retried_and_the_run_completes(slurm_run):
 
 
 def test_a_requeued_training_job_resumes_from_its_checkpoint(slurm_run):
-    paths, _, _, preempted = slurm_run
+    paths, _, _, preempted, _ = slurm_run
     summary = json.loads(paths.marker(0, "train", MEMBERS[0]).read_text())
     assert summary["resumed_from"] and summary["resumed_from"].endswith("checkpoint-1")
     # the same job id was requeued by submitit (no new submission by the driver)
@@ -190,3 +225,33 @@ def test_a_rerun_driver_waits_for_the_jobs_still_in_slurm(slurm_run):
     assert adopted, "the rerun driver did not pick up the running training jobs"
     submits = [e for e in events(paths) if e["event"] == "task_submit" and e["stage"] == "train"]
     assert sorted(e["task"] for e in submits) == [0, 1, 2, 3], "training jobs were submitted twice"
+
+
+def test_status_of_the_run_with_its_driver_dead_asks_slurm_about_each_job_once(slurm_run):
+    paths, _, _, _, text = slurm_run
+    assert "driver   not running" in text and "it ended without a last word" in text
+    row = [line.split() for line in text.splitlines() if line.startswith("  train ")]
+    assert len(row) == 1 and row[0][1:4] == ["interrupted", "4", "0"], text
+    flying = [line for line in text.splitlines() if ", train task " in line]
+    assert len(flying) == 4, text  # each training job once: the requeued one under its own id
+    for i in range(1, len(MEMBERS)):
+        assert any(f"train task {i}: job {job_id(paths, 'train', i)} RUNNING (its driver is gone" in line
+                   for line in flying), text
+
+
+def test_the_report_of_the_slurm_run_draws_its_real_training(slurm_run):
+    from .test_report import make_report
+
+    paths = slurm_run[0]
+    page, text = make_report(paths)
+    made = {p.name for p in page.parent.glob("*.png")}
+    assert {"ratings.png", "wins.png", "judges.png", "pairs.png", "train.png", "timeline.png"} <= made
+    assert "Not in this report yet" in text and "eval.tasks is empty" in text  # no evaluation in this run
+    from sparta_hpc.report.data import train_log
+
+    for name in MEMBERS:  # TRL's own log of the real steps (not the scripted model's), one loss per step
+        history = train_log(paths, 0, name)
+        assert [h["step"] for h in history if "loss" in h] == [1, 2] and not any(h.get("scripted") for h in history)
+    final = status(paths)
+    assert "now      finished" in final and "jobs the events name as in flight" not in final
+    assert "failures (1 failed attempt(s))" in final and "generate task 1, attempt 1" in final

@@ -17,7 +17,7 @@ import pytest
 
 from sparta_hpc.paths import RunPaths
 
-from .conftest import ROOT
+from .conftest import ROOT, SAMPLES
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -135,7 +135,7 @@ def test_an_evaluation_on_vllm_gives_the_hf_answers_and_scores(tiny_model, adapt
     stage's Python) and by HF: the same greedy answers and the same lm-eval scores."""
     pipeline_python = ROOT / ".venv" / "bin" / "python"
     preload = os.environ.get("LD_PRELOAD") or str(Path(sys.prefix) / "lib" / "libiomp5.so")
-    samples = ROOT.parent / "shared" / "data" / "eval-samples"
+    samples = SAMPLES
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_") and k != "LD_PRELOAD"}
     results = {}
     for backend, extra in (("hf", []), ("vllm", ["eval.backend=vllm", "vllm.max_model_len=1024",

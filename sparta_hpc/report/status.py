@@ -222,7 +222,7 @@ def render(run_dir, n_events: int = 10, now: float | None = None) -> tuple[str, 
         return "\n".join(lines + _tail(tl, n_events)), ended
     rows = [stage_row(cfg, paths, tl, s, iteration, now, bool(held)) for s in group_stages(cfg, iteration, stage)]
     flying = jobs_to_ask(tl, paths, c.executor)
-    slurm_note = _slurm(c.executor, flying, rows)
+    slurm_note = _slurm(c.executor, flying, rows, driver_alive=held is not False)
     lines += [""] + _table(iteration, rows) + slurm_note + _failures(tl, paths) + _tail(tl, n_events)
     if tl.unreadable:
         lines.append(f"({tl.unreadable} line(s) of {paths.events} could not be read and were skipped)")
@@ -260,7 +260,9 @@ def jobs_to_ask(tl: Timeline, paths: RunPaths, executor: str) -> list[Attempt]:
     return [a for a in latest.values() if a.state in alive and not paths.is_done(a.iteration, a.stage)]
 
 
-def _slurm(executor: str, flying: list[Attempt], rows: list[StageRow]) -> list[str]:
+def _slurm(executor: str, flying: list[Attempt], rows: list[StageRow], driver_alive: bool = True) -> list[str]:
+    """What Slurm says of the jobs in flight; a job whose driver is gone (it ended, or died without a
+    last word: the lock is free) is named as such."""
     if executor != "slurm" or not flying:
         return []
     states, error = slurm_states(sorted({a.job_id for a in flying}))
@@ -271,7 +273,7 @@ def _slurm(executor: str, flying: list[Attempt], rows: list[StageRow]) -> list[s
         state = states.get(a.job_id, "UNKNOWN (not in squeue or sacct)")
         lines.append(f"  {timeline.point_label(a.iteration, a.stage)}, {a.stage} task {a.task}: job {a.job_id} "
                      f"{state}" + (" (its driver is gone: a rerun adopts it if it is still alive)"
-                                   if a.state == "lost" else ""))
+                                   if a.state == "lost" or not driver_alive else ""))
     for r in rows:
         mine = [states.get(a.job_id, "UNKNOWN") for a in flying if a.stage == r.stage]
         r.slurm = ", ".join(f"{s} {mine.count(s)}" for s in sorted(set(mine)))

@@ -43,6 +43,12 @@ def finish(paths: RunPaths, iteration: int) -> None:
     mark_done(marker)
 
 
+def used(report: dict) -> int:
+    """The judgments whose score the algorithm used (an archive gathered before `used` was counted:
+    the parsed ones)."""
+    return sum(r.get("used", r["judgments"] - r["unparsed"]) for r in report.values())
+
+
 def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
     names = cfg.member_names()
     check_file(paths, paths.archive(iteration))
@@ -55,7 +61,7 @@ def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
     report = json.loads(archive["attrs"]["judge_report"])
     summary = {"method": cfg.method, **counts(rows, len(archive["instructions/text"])),
                "judgments": sum(r["judgments"] for r in report.values()),
-               "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report}
+               "unparsed": sum(r["unparsed"] for r in report.values()), "used": used(report), "judges": report}
     atomic_write_json(paths.summary(iteration), summary)
     _, ratings = load_ratings(paths.ratings(iteration + 1))
     log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, dict(zip(names, ratings.rating)),
@@ -85,7 +91,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     margins = [r["score_chosen"] - r["score_rejected"] for r in rows]
     summary = {"method": "sparta", "duels": len(duels), "duels_with_judge": int((result.n_judges > 0).sum()),
                "judgments": sum(r["judgments"] for r in report.values()),
-               "unparsed": sum(r["unparsed"] for r in report.values()), "judges": report, "pairs": len(rows),
+               "unparsed": sum(r["unparsed"] for r in report.values()), "used": used(report), "judges": report,
+               "pairs": len(rows),
                "mean_margin": sum(margins) / len(margins) if margins else None,
                "ratings": {n: float(r) for n, r in zip(names, result.ratings.rating)}}
     atomic_write_json(paths.summary(iteration), summary)

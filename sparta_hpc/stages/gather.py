@@ -81,16 +81,20 @@ def collect_judgments(cfg: Config, paths: RunPaths, plan: dict, iteration: int) 
 
 
 def judge_report(plan: dict, judgments: dict) -> dict:
-    """Per judge: judgments asked for, and how many had no parsable score."""
+    """Per judge: judgments asked for, how many had no parsable score (`unparsed`), and how many
+    gave the score the algorithm uses (`used`: with judge.score=expected every judgment whose
+    log-probs were read, parsed or not; with judge.score=parsed the parsed ones)."""
     # asked[c, j]: j judges instruction c; one pass over the plan (a membership test per member and
     # instruction would cost M x N x (M - 2) steps: minutes for 100 members and 100,000 duels)
     asked = np.zeros((len(plan["judges"]), len(plan["members"])), dtype=bool)
     for c, judges in enumerate(plan["judges"]):
         asked[c, judges] = True
+    source = judgments["expected"] if judgments["score_kind"] == "expected" else judgments["parsed"]
     report = {}
     for j, name in enumerate(plan["members"]):
         parsed = judgments["parsed"][asked[:, j], j]
-        report[name] = {"judgments": int(parsed.size), "unparsed": int(np.isnan(parsed).sum())}
+        report[name] = {"judgments": int(parsed.size), "unparsed": int(np.isnan(parsed).sum()),
+                        "used": int((~np.isnan(source[asked[:, j], j])).sum())}
     return report
 
 
