@@ -152,12 +152,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import driver
     from .config import validate
     from .eval.plan import check_eval, eval_points
+    from .gpu_checks import check_gpu_path
     from .paths import INITIAL, RunPaths
 
     try:
         cfg = eval_config(args)
         validate(cfg, tribe=args.run_dir is not None)
         check_eval(cfg)
+        check_gpu_path(cfg)
         if not cfg.eval.tasks:
             raise ConfigError("eval.tasks: no evaluation tasks configured; add e.g. eval.tasks=[gsm8k,medqa] "
                               "eval.data_dir=DIR")

@@ -5,7 +5,6 @@ Kept apart from the dataclasses in config.py, which re-exports `validate`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shlex
@@ -46,21 +45,6 @@ def validate_vllm(cfg: Config) -> None:
         raise ConfigError(f"vllm.block_size: must be >= 1 or null, got {v.block_size}")
     if v.cpu_kv_cache_gb < 1:
         raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
-    if cfg.cluster.executor == "slurm":
-        return  # the jobs' Python lives on the cluster's nodes
-    uses = [("generate", cfg.generate.backend), ("judge", cfg.judge_backend)]
-    if cfg.eval.tasks:
-        from .eval.data import SPECS
-
-        uses.append(("evaluate", cfg.eval_backend))
-        if any(SPECS[t].kind == "rated" for t in cfg.eval.tasks if t in SPECS):
-            uses.append(("rate", cfg.eval_backend))
-    for stage, backend in uses:
-        if backend == "vllm" and not getattr(cfg.cluster, stage).python and importlib.util.find_spec("vllm") is None:
-            # local tasks run in this Python: a missing vLLM would only show in the first task
-            raise ConfigError(f"{stage} uses the 'vllm' backend but vllm is not installed in this Python; "
-                              f"install it (GPU: pip install vllm; CPU: docs/vllm.md), point "
-                              f"cluster.{stage}.python at a Python that has it, or use 'hf'")
 
 
 def validate_pythons(cfg: Config) -> None:
@@ -145,9 +129,6 @@ def validate(cfg: Config, tribe: bool = True) -> None:
                           f"got {cfg.train.warmup_ratio}")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
         raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
-    if cfg.train.quantization == "4bit" and cfg.train.deepspeed and zero_stage(cfg.train.deepspeed) == 3:
-        raise ConfigError("train.quantization: 4bit (QLoRA) does not shard under ZeRO-3 here; use ZeRO-2 "
-                          "(configs/deepspeed/zero2.json) or no DeepSpeed with QLoRA")
     for section in (cfg.reputation, cfg.matchmaking):
         try:
             section.validate()

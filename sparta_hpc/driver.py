@@ -30,6 +30,7 @@ from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .launch import StageFailed, run_stage
+from .gpu_checks import check_gpu_path
 from .logs import setup_logging
 from .manifest import DamagedFile
 from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         methods.check_method(cfg, instructions)
         check_tracking(cfg)
         check_resources(cfg)
+        check_gpu_path(cfg)  # ranks per GPU, ZeRO-3's limits, tensor parallel sizes, vLLM's interpreters
         if args.stop_after == "sft" and not cfg.sft.data:
             raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
                               "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config, Resources
+from .devices import GpuPool, visible_gpus
 from .events import EventLog, Progress
 from .io_utils import read_json
 from .paths import ARRAY_STAGES, INITIAL, RunPaths
@@ -42,6 +44,7 @@ class Attempt:
     number: int
     job: object  # submitit.Job
     error: BaseException | None = None
+    gpus: list[str] = field(default_factory=list)  # local executor: the GPUs the task was given
 
     def finished(self, in_process: bool) -> bool:
         """Whether the job has ended (then `error` says how).
@@ -201,6 +204,28 @@ def stage_plan(paths: RunPaths, stage: str, iteration: int) -> dict | None:
     return None
 
 
+def take_batch(waiting: list, free: int, needs: dict, gpus: GpuPool | None) -> tuple[list, list, dict]:
+    """(the tasks to submit now, the tasks that wait, {task: its GPUs}): at most `free` tasks; with
+    the local executor's GPUs, only those whose GPUs are free (the others keep their turn)."""
+    if gpus is None:
+        return waiting[:free], waiting[free:], {}
+    batch, rest, given = [], [], {}
+    for task in waiting:
+        ids = gpus.take(needs[task].gpus_per_node) if len(batch) < free else None
+        if ids is None:
+            rest.append(task)
+        else:
+            batch.append(task)
+            given[task] = ids
+    return batch, rest, given
+
+
+def submit_local(executor, ids: list[str], *args) -> object:
+    """One local task, with its own GPUs (CUDA_VISIBLE_DEVICES, exported before its process starts)."""
+    executor.update_parameters(setup=[f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(ids))}"])
+    return executor.submit(StageTask(), *args)
+
+
 def arrays(batch: list, needs: dict, max_size: int) -> list[list]:
     """`batch` cut into job arrays: tasks with the same resources together, at most `max_size` each."""
     by_key: dict[str, list] = {}
@@ -229,13 +254,17 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     attempts = {t: adopted[t].number if t in adopted else 0 for t in tasks}
     done, retried = 0, 0
     in_process = cfg.cluster.executor == "debug"
+    gpus = GpuPool(visible_gpus()) if cfg.cluster.executor == "local" else None
+    if gpus is not None and any(n.gpus_per_node > len(gpus.ids) > 0 for n in needs.values()):
+        log.warning("%s: a task asks for more GPUs than the %d this machine shows; it gets them all", label,
+                    len(gpus.ids))
     failed = []  # (task, attempts, last line, log, error) of each task out of retries
     progress = Progress(label, len(tasks))
     events.write("stage_start", stage=stage, iteration=iteration, tasks=len(tasks))
     start = time.time()
     while waiting or running:
         free = max(parallel - len(running), 0)
-        batch, waiting = waiting[:free], waiting[free:]
+        batch, waiting, given = take_batch(waiting, free, needs, gpus)
         submitted = []  # (task, job)
         # one job array per set of resources, none above Slurm's MaxArraySize
         for chunk in arrays(batch, needs, cfg.cluster.max_array_size):
@@ -243,7 +272,10 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             if k not in executors:
                 executors[k] = make_executor(cfg, paths, stage, needs[chunk[0]])
             executor = executors[k]
-            if chunk == [None]:  # gather, aggregate: one plain job
+            if gpus is not None:  # local: a process per task, each with the GPUs it was given
+                jobs = [submit_local(executor, given[t], str(paths.root), stage, iteration, t, driver_pid)
+                        for t in chunk]
+            elif chunk == [None]:  # gather, aggregate: one plain job
                 jobs = submit_retrying(lambda: [executor.submit(StageTask(), str(paths.root), stage, iteration, None,
                                                                 driver_pid)], label, events)
             else:
@@ -254,12 +286,14 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             submitted += list(zip(chunk, jobs))
         for task, job in submitted:
             attempts[task] += 1
-            running.append(Attempt(task, attempts[task], job))
+            running.append(Attempt(task, attempts[task], job, gpus=given.get(task, [])))
             events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
                          job_id=str(job.job_id))
         time.sleep(0 if in_process else POLL_SECONDS)
         for attempt in [a for a in running if a.finished(in_process)]:
             running.remove(attempt)
+            if gpus is not None:
+                gpus.give(attempt.gpus)
             error = attempt.error
             if error is None:
                 done += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import submitit
 
+from .devices import has_gpu
 from .io_utils import free_port, no_world_write
 from .logs import setup_logging
 from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
@@ -65,7 +66,7 @@ def distributed_setup(single_process_world: bool) -> None:
 def cpu_only_setup(paths: RunPaths) -> None:
     """DeepSpeed on a node without GPUs: its CPU accelerator (gloo), and its compiled ops
     cached in the run (or $TORCH_EXTENSIONS_DIR), never in the home directory."""
-    if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
+    if not has_gpu():  # none on the node, or none given to this task (CUDA_VISIBLE_DEVICES="")
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(paths.torch_extensions))
 
@@ -99,6 +100,7 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
     # ru_maxrss is in KiB on Linux; the code and interpreter that ran: the run's provenance
     return {"seconds": round(time.time() - start, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs it was given (None: not set)
             "code": str(Path(__file__).resolve().parent), "interpreter": sys.executable,
             "versions": provenance.versions()}
 

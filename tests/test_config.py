@@ -1,8 +1,10 @@
 """Config loading, validation and the driver's refusal of bad input before any job starts."""
 
 import json
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -74,7 +76,7 @@ def test_paper_preset_is_valid_apart_from_its_model_paths():
     ("tribe.members.nobody.temperature=1", "no element 'nobody'"),
     ("reputation.decay_rate=2", "reputation.decay_rate must be in (0, 1]"),
     ("tribe.duels_per_iteration=0", "tribe.duels_per_iteration: must be >= 1"),
-    ("generate.backend=vllm", "vllm is not installed in this Python"),  # the pipeline venv has no vLLM
+    ("generate.backend=vllm", "the generate stage serves with vLLM but it does not import vLLM"),  # none here
     ("judge.backend=sglang", "judge.backend: must be one of"),
     ("vllm.gpu_memory_utilization=1.5", "vllm.gpu_memory_utilization: must be in (0, 1]"),
     ("vllm.tensor_parallel_size=0", "vllm.tensor_parallel_size: must be >= 1"),
@@ -117,13 +119,35 @@ def test_qlora_under_zero3_is_refused(tmp_path, fake_model, driver):
     validate(cfg)
 
 
+def fake_python(folder: Path, answer: str, code: int = 0) -> str:
+    """An interpreter that answers vLLM's probe (gpu_checks.PROBE) as a venv would: its version, or an error."""
+    path = folder / f"python-{abs(hash(answer))}"
+    path.write_text(f"#!/bin/sh\necho {shlex.quote(answer)} >&{2 if code else 1}\nexit {code}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 def test_vllm_in_another_python_is_accepted(tmp_path, fake_model, driver):
-    """vLLM need not be in the driver's Python when generate and judge run in another one."""
-    python = f"env LD_PRELOAD= {sys.executable}"
+    """vLLM need not be in the driver's Python when generate and judge run in another one; that one is
+    asked (at --dry-run too) whether it imports vLLM at a version with logprob_token_ids."""
+    python = f"env LD_PRELOAD= {fake_python(tmp_path, '0.32.0')}"
     proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "generate.backend=vllm",
                   f"cluster.generate.python={python}", f"cluster.judge.python={python}")
     assert proc.returncode == 0, proc.stderr
     assert "[vllm]" in proc.stdout
+
+
+@pytest.mark.parametrize("answer, code, message", [
+    ("0.19.1", 0, "vLLM 0.19.1 there; the judge's expected scores need SamplingParams.logprob_token_ids, vLLM >= 0.20.0"),
+    ("ModuleNotFoundError: No module named 'vllm'", 1, "it does not import vLLM with SamplingParams.logprob_token_ids "
+                                                      "(ModuleNotFoundError: No module named 'vllm')"),
+])
+def test_a_vllm_stage_in_the_wrong_venv_is_refused_at_the_dry_run(tmp_path, fake_model, driver, answer, code,
+                                                                    message):
+    python = fake_python(tmp_path, answer, code)
+    proc = driver("--config", write_config(tmp_path, fake_model), "--dry-run", "generate.backend=vllm",
+                  "judge.backend=hf", f"cluster.generate.python={python}", "cluster.executor=slurm")
+    assert proc.returncode == 2 and f"cluster.generate.python ({python}): " in proc.stderr and message in proc.stderr
 
 
 def test_stop_after_and_the_backends_in_the_dry_run(tmp_path, fake_model, driver):

@@ -42,13 +42,29 @@ def adapters(tiny_model, tmp_path_factory):
     return [random_adapter(tiny_model, folder / f"a{i}", seed=i) for i in (1, 2)]
 
 
-def test_vllm_matches_hf_with_and_without_adapter(tiny_model, adapters, tmp_path):
+@pytest.fixture(scope="module")
+def opinionated_model(tiny_model, tmp_path_factory):
+    """The tiny model with a generation_config.json of its own sampling defaults, as Qwen2.5's has (top_k
+    20, repetition_penalty 1.05; stronger here, so that it changes greedy answers): the backends must
+    apply them in both or in neither (neither: a member's sampling is what its config says)."""
+    folder = tmp_path_factory.mktemp("opinionated")
+    for f in tiny_model.iterdir():
+        if f.is_file() and f.name != "generation_config.json":
+            os.link(f, folder / f.name)
+    config = json.loads((tiny_model / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**config, "top_k": 20, "repetition_penalty": 1.5}))
+    return folder
+
+
+def test_vllm_matches_hf_with_and_without_adapter(opinionated_model, adapters, tmp_path):
     """One engine, an adapter member and a bare member: greedy texts and judge
-    log-probabilities equal the HF backend's (same token ids in, fp32)."""
+    log-probabilities equal the HF backend's (same token ids in, fp32), on a model whose
+    generation_config.json has sampling defaults of its own (neither backend applies them)."""
     from sparta_hpc.backends.hf import HFGroup
     from sparta_hpc.backends.vllm import VLLMGroup
     from sparta_hpc.config import VLLMConfig
 
+    tiny_model = opinionated_model
     members = {"tuned": str(adapters[0]), "bare": None}
     engine = VLLMGroup(str(tiny_model), members, dtype="float32", cache_dir=tmp_path, seed=0,
                        engine=VLLMConfig(max_model_len=1024, cpu_kv_cache_gb=1, block_size=32))
@@ -72,10 +88,11 @@ def test_vllm_matches_hf_with_and_without_adapter(tiny_model, adapters, tmp_path
 
 
 def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_path):
-    """The two-venv setup of a cluster, on this machine: the driver and DPO in the
-    pipeline's venv, generate and judge in vLLM's (`cluster.<stage>.python`). One
-    engine per task serves 2 adapters and 2 bare members; answers are real text,
-    judges' scores parse, every member is trained; a rerun recomputes nothing."""
+    """The two-venv setup of a cluster, on this machine: the driver, gather and aggregate in the
+    pipeline's venv, generate and judge in vLLM's (`cluster.<stage>.python`). One engine per
+    task serves 2 adapters and 2 bare members; answers are real text, judges' scores parse, the
+    pairs are made; a rerun recomputes nothing. (DPO after it runs in the pipeline's venv as in
+    every other run: tests/test_pipeline.py.)"""
     pipeline_python = ROOT / ".venv" / "bin" / "python"
     assert pipeline_python.exists(), "the pipeline venv is missing: make venv"
     preload = os.environ.get("LD_PRELOAD") or str(Path(sys.prefix) / "lib" / "libiomp5.so")
@@ -84,7 +101,7 @@ def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_pat
     cmd = [str(pipeline_python), "-m", "sparta_hpc.driver", "--config", "configs/tiny.yaml", f"run.dir={run_dir}",
            "tribe.iterations=1", "generate.backend=vllm", "vllm.max_model_len=1024", "vllm.cpu_kv_cache_gb=1",
            "vllm.block_size=32", "tribe.duels_per_iteration=4", "generate.duels_per_shard=4",
-           "judge.duels_per_shard=4", "train.max_steps=1",
+           "judge.duels_per_shard=4", "--stop-after", "aggregate",
            f"cluster.generate.python={vllm_python}", f"cluster.judge.python={vllm_python}",
            f"tribe.members.concise.adapter={adapters[0]}", f"tribe.members.stepwise.adapter={adapters[1]}"]
     # the pipeline's venv gets neither vLLM's OpenMP runtime nor its settings
@@ -92,7 +109,7 @@ def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_pat
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, proc.stderr[-4000:]
     paths = RunPaths(run_dir)
-    assert paths.is_done(0, "train")
+    assert paths.is_done(0, "aggregate") and not paths.plan(1).exists()
 
     gen = json.loads(paths.shard(0, "generate", 0, 0).read_text())
     assert gen["backend"] == "vllm" and gen["model_loads"] == 1
@@ -116,18 +133,15 @@ def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_pat
     for stage in ("generate", "judge"):
         loads = sum(p.read_text().count("Loading weights took") for p in (paths.logs / stage).rglob("*_log.*"))
         assert loads == 1, (stage, loads)
-    trained = 0  # DPO (TRL) ran in the pipeline's venv: the vLLM venv has no TRL
-    for name in ("concise", "stepwise", "friendly", "plain"):
-        summary = json.loads(paths.marker(0, "train", name).read_text())
-        assert summary["steps"] == (1 if summary["pairs"] else 0), name
-        trained += summary["steps"]
-        assert (paths.adapter(0, name) / "adapter_model.safetensors").exists()
-    assert trained >= 1
+    # the pairs of the vLLM answers and judgments (aggregate, in the pipeline's venv)
+    pairs = [json.loads(line) for line in paths.pairs(0).read_text().splitlines()]
+    texts = {r["text"] for r in gen["responses"]}
+    assert pairs and all(r["chosen"][0]["content"] in texts and r["rejected"][0]["content"] in texts for r in pairs)
 
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     events = [json.loads(line) for line in paths.events.read_text().splitlines()]
-    assert sum(e["event"] == "task_submit" for e in events) == 8  # generate, judge, gather, aggregate, 4 x train
+    assert sum(e["event"] == "task_submit" for e in events) == 4  # generate, judge, gather, aggregate
 
 
 def test_an_evaluation_on_vllm_gives_the_hf_answers_and_scores(tiny_model, adapters, tmp_path):

@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+# Sampling is exactly the member's (temperature, top_p, max_new_tokens). transformers fills every setting
+# a call leaves unset from the model's generation_config.json (Qwen2.5's: top_k 20, repetition_penalty
+# 1.05, which also change greedy answers), while vLLM never applies it to explicit SamplingParams: without
+# these the two backends would answer differently. Keyword arguments are applied last, so these win.
+NEUTRAL = dict(top_k=None, repetition_penalty=None, min_p=None, typical_p=None, epsilon_cutoff=None,
+               eta_cutoff=None, no_repeat_ngram_size=None, encoder_repetition_penalty=None)
+
+
 class HFGroup:
     """A base model with the adapters of the members it serves."""
 
@@ -89,9 +97,9 @@ class HFGroup:
                                        add_special_tokens=False).to(self.device)
                 torch.manual_seed(seed + start)
                 sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
-                    dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+                    dict(do_sample=False, temperature=None, top_p=None)
                 tokens = self.model.generate(**batch, max_new_tokens=max_new_tokens,
-                                             pad_token_id=self.tokenizer.pad_token_id, **sampling)
+                                             pad_token_id=self.tokenizer.pad_token_id, **sampling, **NEUTRAL)
                 new = tokens[:, batch["input_ids"].shape[1]:]
                 for row in new:
                     n = int((row != self.tokenizer.pad_token_id).sum())

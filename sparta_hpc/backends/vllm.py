@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..devices import has_gpu, visible_gpus
 from ..io_utils import free_port
 from . import Batch, Generated, chat_prompts
 
@@ -38,6 +39,11 @@ def isolate_engine(cache_dir: Path, cpu_kv_cache_gb: int) -> None:
     """
     env = os.environ
     env.setdefault("HF_HUB_OFFLINE", "1")
+    if on_gpu():
+        # vLLM's processes are forked by default, which CUDA does not survive once the parent touched it
+        # (anything that asked torch.cuda): spawned ones never inherit a CUDA context. (On CPUs fork is
+        # safe and starts faster.)
+        env.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("VLLM_PORT", str(free_port()))
     env.setdefault("VLLM_CACHE_ROOT", str(cache_dir / "vllm"))
@@ -56,9 +62,8 @@ def isolate_engine(cache_dir: Path, cpu_kv_cache_gb: int) -> None:
 
 
 def on_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    """Whether the task has a GPU, asked without initializing CUDA (devices.py)."""
+    return has_gpu()
 
 
 def lora_rank(adapters: dict[str, str]) -> int:
@@ -86,9 +91,7 @@ class VLLMGroup:
         gpus = on_gpu()
         tp = engine.tensor_parallel_size
         if tp is None:  # every GPU the job was given
-            import torch
-
-            tp = max(1, torch.cuda.device_count()) if gpus else 1
+            tp = max(1, len(visible_gpus()))
         extra = {"block_size": engine.block_size} if engine.block_size else {}
         lora = {"enable_lora": True, "max_loras": len(self.adapters), "max_lora_rank": lora_rank(self.adapters),
                 "max_cpu_loras": len(self.adapters)} if self.adapters else {}

@@ -72,15 +72,39 @@ def load_4bit(model_path: str, dtype, gradient_checkpointing: bool, trust_remote
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
 
 
-def save_adapter(model, out: Path) -> None:
+def save_trained_adapter(model, out: Path, deepspeed: bool = False) -> None:
+    """Save the trained adapter; every rank of the job calls this.
+
+    Under DeepSpeed the adapter written is the optimizer's fp32 master copy of each LoRA matrix
+    (`safe_get_full_fp32_param`), not the model's parameters: under ZeRO-3 rank 0's own view of a
+    partitioned matrix is empty (shape (0,)), and PEFT would save it so with a warning; in bf16 the
+    model holds a bf16 copy, which rounds an update of lr 1e-6 away from most of the LoRA A
+    matrices' elements (bench/bench_bf16_lora.py). Assembling a ZeRO-3 matrix is a collective, hence
+    every rank; rank 0 writes.
+    """
+    state = None
+    if deepspeed:
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state = {}
+        for name, p in model.named_parameters():
+            if "lora_" in name and ".default." in name:
+                full = safe_get_full_fp32_param(p)  # None: not a trained parameter of the engine
+                state[name] = (full if full is not None else p.detach()).float().cpu()
+    if is_main_rank():
+        save_adapter(model, out, state)
+
+
+def save_adapter(model, out: Path, state: dict | None = None) -> None:
     """Only the trained adapter ("default"), not TRL's frozen "ref" copy; atomically (a full disk
-    names the folder and leaves no half-written one)."""
+    names the folder and leaves no half-written one). `state`: its tensors, where the model's own are
+    not the ones to save (save_trained_adapter)."""
     tmp = out.with_name(out.name + ".tmp")
     try:
         with disk_errors(out):
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp, selected_adapters=["default"])
+            model.save_pretrained(tmp, selected_adapters=["default"], **({"state_dict": state} if state else {}))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -154,8 +178,32 @@ def finite_loss_guard(what: str):
     return FiniteLoss()
 
 
-def train_summary(cfg: Config, trainer, result, resume: str | None) -> dict:
-    """What a finished training job reports (its marker, events.jsonl): steps, losses, speed, setting."""
+def memory_at_load(model) -> dict:
+    """What this rank holds of the model once it is loaded: its parameters' elements (under ZeRO-3
+    its own slice of each, `ds_tensor`; a whole copy otherwise) and its peak RSS so far, in MB."""
+    import resource
+
+    held = sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in model.parameters())
+    return {"params_held": int(held), "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def per_rank(value):
+    """[value of rank 0, rank 1, ...] in a multi-rank job (every rank calls this); [value] alone."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [value]
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
+
+
+def train_summary(cfg: Config, trainer, result, resume: str | None, loaded: dict | None = None) -> dict:
+    """What a finished training job reports (its marker, events.jsonl): steps, losses, speed, setting,
+    and per rank what it held of the model after loading it (`loaded`, memory_at_load) and its peak
+    RSS. Every rank calls it (it gathers from all of them); rank 0 writes it."""
+    import resource
+
     import torch
 
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -171,4 +219,6 @@ def train_summary(cfg: Config, trainer, result, resume: str | None) -> dict:
             "tokens_per_second_per_rank": round(tokens / seconds, 1) if tokens and seconds and not resume else None,
             "device": "cuda" if torch.cuda.is_available() else "cpu", "bf16": cfg.train.bf16,
             "dist_backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
-            "quantization": cfg.train.quantization}
+            "quantization": cfg.train.quantization,
+            "loaded_per_rank": per_rank(loaded),
+            "peak_rss_mb_per_rank": per_rank(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))}

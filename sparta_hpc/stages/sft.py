@@ -29,7 +29,8 @@ from ..manifest import record_files
 from ..paths import INITIAL, RunPaths
 from ..sft_data import member_examples, member_source
 from .common import is_main_rank, set_threads, stage_main, task_seed
-from .lora import finite_loss_guard, last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
+from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, save_trained_adapter,
+                   train_summary, training_arguments)
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +57,25 @@ def sft_member(cfg: Config, paths: RunPaths, member: int) -> dict:
     work = paths.sft_dir(m.name)
     seed = task_seed(cfg.tribe.seed, "sft", m.name)
     torch.manual_seed(seed)  # the fresh LoRA's A matrices: the same on every rank
+    # completion_only_loss: the loss on the answer, not on the prompt (TRL's default for this format).
+    # Made before the model is loaded: under ZeRO-3 it switches on zero.Init (train.py says why)
+    args = TRLSFTConfig(**training_arguments(cfg, sc, work, seed, member), completion_only_loss=True)
     model, tokenizer = load_policy(cfg, m.model, m.adapter, paths.sft_initial_adapter(m.name))
+    loaded = memory_at_load(model)
     examples, slice_rows = member_examples(cfg, member, seed)
     examples, too_long = fit_examples(examples, tokenizer, sc.max_length)
     if not examples:
         raise RuntimeError(f"sft {m.name}: every example of its slice {member_source(m)!r} has a prompt of "
                            f"sft.max_length={sc.max_length} tokens or more; raise sft.max_length")
-    # completion_only_loss: the loss on the answer, not on the prompt (TRL's default for this format)
-    args = TRLSFTConfig(**training_arguments(cfg, sc, work, seed, member), completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(examples),
                          callbacks=[finite_loss_guard(f"member {m.name} (SFT)")])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming SFT from %s", m.name, resume)
     result = trainer.train(resume_from_checkpoint=resume)
-    if is_main_rank():
-        save_adapter(trainer.model, paths.sft_adapter(m.name))
+    save_trained_adapter(trainer.model, paths.sft_adapter(m.name), trainer.is_deepspeed_enabled)
     return {"source": member_source(m), "slice_rows": slice_rows, "examples": len(examples),
-            "too_long": too_long, "started_from": m.adapter, **train_summary(cfg, trainer, result, resume)}
+            "too_long": too_long, "started_from": m.adapter, **train_summary(cfg, trainer, result, resume, loaded)}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:

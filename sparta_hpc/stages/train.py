@@ -27,7 +27,8 @@ from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import finite_loss_guard, last_checkpoint, load_policy, save_adapter, train_summary, training_arguments
+from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, save_trained_adapter,
+                   train_summary, training_arguments)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,16 @@ def training_rows(pairs_path: Path, system_prompt: str | None) -> list[dict]:
     return rows
 
 
+def on_disk(dataset, work: Path):
+    """The pairs as an Arrow file in the member's work folder, one per rank. TRL caches precomputed
+    reference log-probs next to a dataset's files, under a name every rank agrees on, and rank 0 writes
+    it; an in-memory dataset's cache goes to a temporary folder of each process instead, where the
+    other ranks never find rank 0's file (a 2-rank job failed)."""
+    work.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ.get("RANK", "0"))
+    return dataset.map(lambda row: row, cache_file_name=str(work / f"pairs.rank{rank}.arrow"))
+
+
 def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> dict:
     import torch
     from datasets import Dataset
@@ -50,28 +61,33 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     work = paths.train_dir(iteration, m.name)
     seed = task_seed(cfg.tribe.seed, iteration, "train", m.name)
     torch.manual_seed(seed)  # the fresh LoRA's A matrices
-    model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
-                                   paths.initial_adapter(iteration, m.name))
-    rows = training_rows(paths.pairs(iteration), m.system_prompt)
-    if not rows:  # nothing to learn: the member stays as it is
-        if is_main_rank():
-            save_adapter(model, paths.adapter(iteration, m.name))
-        return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
     settings = training_arguments(cfg, tc, work, seed, member)
     settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
+    # Made before the model is loaded: under ZeRO-3 the arguments switch on DeepSpeed's zero.Init, so that
+    # from_pretrained puts only its slice of the base model on each rank (else every rank holds it whole)
     args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
                      precompute_ref_log_probs=tc.precompute_ref_log_probs)
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(rows),
+    model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
+                                   paths.initial_adapter(iteration, m.name))
+    loaded = memory_at_load(model)
+    rows = training_rows(paths.pairs(iteration), m.system_prompt)
+    if not rows:  # nothing to learn: the member stays as it is
+        save_trained_adapter(model, paths.adapter(iteration, m.name))
+        return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
+    dataset = Dataset.from_list(rows)
+    if tc.precompute_ref_log_probs:
+        dataset = on_disk(dataset, work)
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
                          callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)
     result = trainer.train(resume_from_checkpoint=resume)
+    save_trained_adapter(trainer.model, paths.adapter(iteration, m.name), trainer.is_deepspeed_enabled)
     if is_main_rank():
-        save_adapter(trainer.model, paths.adapter(iteration, m.name))
         # TRL's per-step loss, rewards and margins, for the report's DPO curves
         atomic_write_json(paths.train_log(iteration, m.name), trainer.state.log_history)
-    return {"pairs": len(rows), **train_summary(cfg, trainer, result, resume), "loss_type": cfg.loss_type}
+    return {"pairs": len(rows), **train_summary(cfg, trainer, result, resume, loaded), "loss_type": cfg.loss_type}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
