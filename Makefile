@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: venv vllm-venv test test-fast test-vllm bench bench-vllm simulate clean demo tiny-tribe slurm-up slurm-down \
-	browser fuzz
+	browser fuzz gpu-check
 
 # The single-host Slurm test cluster (slurm/local-cluster/start.sh); the `slurm`
 # tests talk to it through SLURM_CONF.
@@ -99,6 +99,12 @@ bench: venv tiny-tribe
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_scale.py --members 10,30 --duels 1000,10000   # the 100 x 100,000 point: --one 100 100000
+
+# On your first GPU node: the GPU path in one command, a table of what works (tools/gpu_check.py, about
+# 5-8 minutes; it refuses to start without CUDA). The vLLM rows use .venv-vllm (or VLLM_PYTHON=...).
+VLLM_PYTHON ?= $(CURDIR)/$(VVENV)/bin/python
+gpu-check: venv tiny-tribe
+	$(PY) tools/gpu_check.py --vllm-python "$(VLLM_PYTHON)"
 
 # vLLM vs HF generation on the same prompts and members (CPU build here).
 bench-vllm: vllm-venv tiny-tribe

@@ -139,6 +139,9 @@ class TrainConfig:
     # adapter then never runs during the steps (less memory and time per step)
     precompute_ref_log_probs: bool = False
     save_steps: int = 50  # checkpoint every N steps: a killed or preempted job resumes from the last
+    # The checkpoints (adapter, optimizer state, DeepSpeed's shards: several times the adapter) serve a
+    # resume until the member's adapter for the iteration is final; then they are deleted, unless kept
+    keep_checkpoints: bool = False
     # TRL's DPO loss; None: the method's ("sigmoid", the DPO loss; SPPO: "sppo_hard")
     loss_type: str | None = None
     # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json; ZeRO-3 has no train_batch_size:
@@ -288,6 +291,9 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class RunConfig:
     dir: str = "runs/default"
+    # long-term storage (a project or archive filesystem): each finished iteration's archive, pairs,
+    # ratings, adapters and evaluation are copied there, checked by sha256 (sparta_hpc/copies.py)
+    archive_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import methods, provenance, repair
+from . import copies, methods, provenance, repair
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import table as eval_table
@@ -294,6 +294,7 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
             return False
         if t in points:
             run_eval_point(cfg, paths, events, t)
+        copies.copy_iteration(cfg, paths, events, t)  # to run.archive_dir, checked by sha256
     return True
 
 

@@ -220,9 +220,14 @@ def take_batch(waiting: list, free: int, needs: dict, gpus: GpuPool | None) -> t
     return batch, rest, given
 
 
+def gpu_setup(ids: list[str]) -> list[str]:
+    """The setup line that gives a local task these GPUs (run before its process starts)."""
+    return [f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(ids))}"]
+
+
 def submit_local(executor, ids: list[str], *args) -> object:
     """One local task, with its own GPUs (CUDA_VISIBLE_DEVICES, exported before its process starts)."""
-    executor.update_parameters(setup=[f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(ids))}"])
+    executor.update_parameters(setup=gpu_setup(ids))
     return executor.submit(StageTask(), *args)
 
 

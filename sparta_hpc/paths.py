@@ -193,6 +193,10 @@ class RunPaths:
         """A path inside the run as the manifests name it (relative to the run directory)."""
         return Path(path).relative_to(self.root).as_posix()
 
+    def copy_record(self, iteration: int) -> Path:
+        """What was copied of an iteration to run.archive_dir, with each copy's size and sha256."""
+        return self.root / "copies" / f"iter_{iteration:04d}.json"
+
     # the initial tribe (sft stage): one expert adapter per member, before iteration 0
 
     @property

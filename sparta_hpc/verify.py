@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .copies import check_copies
 from .manifest import BadRecord, load_entries, problem, read_record
 from .paths import EVAL_STAGES, INITIAL, RunPaths
 
@@ -297,5 +298,9 @@ def verify(run_dir: Path) -> Report:
     for point in paths.evaluated_points():
         if paths.is_done(point, EVAL_STAGES[-1]):
             report.problems += check_eval_point(paths, point)
+    copied, problems = check_copies(paths)  # the copies in run.archive_dir
+    report.problems += problems
+    if copied:
+        report.notes.append(f"{copied} file(s) copied to long-term storage checked against their sha256")
     return report
 

@@ -124,3 +124,11 @@ def test_a_vllm_group_never_touches_cuda_and_spawns_its_engine_on_gpus(fake_vllm
     else:  # CPUs: vLLM's own default (fork is safe without CUDA, and starts faster)
         assert "VLLM_WORKER_MULTIPROC_METHOD" not in built["env"]
         assert built["kwargs"]["tensor_parallel_size"] == 1 and built["kwargs"]["enforce_eager"]
+
+
+def test_the_gpu_check_refuses_to_start_without_cuda():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gpu_check.py")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "no CUDA GPU here" in proc.stderr

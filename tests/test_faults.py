@@ -546,3 +546,33 @@ def test_every_finished_unit_has_a_record_and_readers_check_it(setup):
               *ref.eval_point(0).glob("evaluate/*.json"), ref.eval_summary(0)] + \
             [f for m in MEMBERS for f in ref.adapter(0, m).iterdir()]:
         assert ref.relative(f) in entries, f"{f} has no record"
+
+
+# -- long-term copies (run.archive_dir) -------------------------------------------------------------
+
+def test_each_iteration_is_copied_to_long_term_storage_checked_and_recopied_when_damaged(setup, tmp_path, capsys):
+    config, ref = setup
+    paths, store = RunPaths(tmp_path / "run"), tmp_path / "project-space"
+    assert drive(config, paths.root, f"run.archive_dir={store}") == 0
+    record = json.loads(paths.copy_record(0).read_text())
+    copied = {rel: store / rel for rel in record["files"]}
+    for name in ("iter_0000/iter_0000.h5", "iter_0000/pairs.jsonl", "ratings/iter_0001.json",
+                 "iter_0000/adapters/bo/scripted.json", "eval/iter_0000/summary.json"):
+        assert paths.relative(paths.root / name) in record["files"], name
+    for rel, target in copied.items():
+        assert target.read_bytes() == (paths.root / rel).read_bytes() and digest_file(target) == record["files"][rel]
+    assert cli.main(["verify", str(paths.root)]) == 0
+    assert f"{len(copied)} file(s) copied to long-term storage checked" in capsys.readouterr().out
+
+    damage(store / "iter_0000" / "pairs.jsonl", "flip")
+    (store / "ratings" / "iter_0001.json").unlink()
+    assert cli.main(["verify", str(paths.root)]) == 1
+    out = capsys.readouterr().out
+    assert f"COPY CHANGED {store / 'iter_0000' / 'pairs.jsonl'}" in out
+    assert f"COPY MISSING {store / 'ratings' / 'iter_0001.json'}" in out
+    untouched = (store / "iter_0000" / "iter_0000.h5").stat().st_mtime_ns
+    assert drive(config, paths.root, f"run.archive_dir={store}") == 0  # the same command: what is damaged again
+    assert cli.main(["verify", str(paths.root)]) == 0
+    assert (store / "iter_0000" / "iter_0000.h5").stat().st_mtime_ns == untouched
+    copies = [e for e in events(paths) if e["event"] == "copied"]
+    assert [e["files"] for e in copies] == [len(copied), 2]

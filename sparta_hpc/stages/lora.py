@@ -18,6 +18,15 @@ from ..io_utils import disk_errors
 from .common import is_main_rank
 
 
+def prune_checkpoints(folder: Path) -> int:
+    """Delete a finished job's checkpoints (train.keep_checkpoints false); returns how many. Called once
+    the member's adapter and marker are written: a resume never needs them after that."""
+    points = list(folder.glob("checkpoint-*"))
+    for p in points:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(points)
+
+
 def last_checkpoint(folder: Path) -> str | None:
     points = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     # a checkpoint counts only once the trainer state (written last) exists

@@ -29,8 +29,8 @@ from ..manifest import record_files
 from ..paths import INITIAL, RunPaths
 from ..sft_data import member_examples, member_source
 from .common import is_main_rank, set_threads, stage_main, task_seed
-from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, save_trained_adapter,
-                   train_summary, training_arguments)
+from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, prune_checkpoints,
+                   save_trained_adapter, train_summary, training_arguments)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         marker = paths.marker(INITIAL, "sft", name)
         record_files(paths, INITIAL, f"sft.{name}", marker, [paths.sft_adapter(name)])
         mark_done(marker, json.dumps(summary))
+        if not cfg.train.keep_checkpoints:  # the adapter is final: its resume points are not needed
+            prune_checkpoints(paths.sft_dir(name))
     log.info("sft %s: %s", name, summary)
 
 

@@ -27,8 +27,8 @@ from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, save_trained_adapter,
-                   train_summary, training_arguments)
+from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, prune_checkpoints,
+                   save_trained_adapter, train_summary, training_arguments)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         record_files(paths, iteration, f"train.{name}", marker,
                      [paths.adapter(iteration, name)] + ([log_file] if log_file.exists() else []))
         mark_done(marker, json.dumps(summary))
+        if not cfg.train.keep_checkpoints:  # the adapter is final: its resume points are not needed
+            prune_checkpoints(paths.train_dir(iteration, name))
     log.info("train %s (iteration %d): %s", name, iteration, summary)
 
 
