@@ -12,20 +12,27 @@ same synthetic judgments in one process:
 
 Both sparta_hpc rows time the whole iteration (input checks, update, end-of-iteration scores,
 preference pairs), so they include more than the baseline does. Ratings and deviations must agree
-with the baseline to 1e-9. numba's import and compile (or cache load) time is measured first, on
-a tiny input, and reported apart. The last lines per tribe time `reputation.variant: authors`
+with the baseline to 1e-9. numba's import and cache load (or compile) time is measured first, on
+a tiny input, and reported apart, and once more in a child process with an empty numba cache (the
+first compile after an install). The last lines per tribe time `reputation.variant: authors`
 (no baseline: it is checked against the authors' code itself, see docs/algorithm.md) and the
 compiled path's steps one by one. Each time is the best of --repeat runs.
+Output: bench/results/bench_reputation.txt.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
+from record import recorded  # bench/record.py: a script's own folder is on sys.path
 
 from sparta_hpc.algorithm import reputation_fast
 from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
@@ -107,6 +114,14 @@ def warm_up() -> str:
             "(not included below)")
 
 
+def cold_warm_up() -> str:
+    """warm_up() in a child process whose numba cache is empty: what the first run after an install pays."""
+    with tempfile.TemporaryDirectory() as cache:
+        child = subprocess.run([sys.executable, __file__, "--warm-up-only"], capture_output=True, text=True,
+                               env=dict(os.environ, NUMBA_CACHE_DIR=cache), check=True)
+    return f"with an empty cache (NUMBA_CACHE_DIR): {child.stdout.strip()}"
+
+
 def timed(fn, repeat: int = 1):
     """(the last result, the best time of `repeat` runs): the machine's other load only adds time."""
     best = math.inf
@@ -180,11 +195,18 @@ def main() -> None:
     parser.add_argument("--judges", default="10,98", help="judges per duel, one tribe each (M = judges + 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
+    parser.add_argument("--warm-up-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(warm_up())
-    print(f"times: the best of {args.repeat} runs")
-    for n_judges in map(int, args.judges.split(",")):
-        bench_tribe(args.duels, n_judges, args.seed, reputation_fast.kernels() is not None, args.repeat)
+    if args.warm_up_only:  # the child of cold_warm_up
+        print(warm_up())
+        return
+    with recorded("bench_reputation"):
+        print(warm_up())
+        if reputation_fast.kernels() is not None:
+            print(cold_warm_up())
+        print(f"times: the best of {args.repeat} runs")
+        for n_judges in map(int, args.judges.split(",")):
+            bench_tribe(args.duels, n_judges, args.seed, reputation_fast.kernels() is not None, args.repeat)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ time per stage and the scripted model's share of it (measured around its calls a
 is left is what the pipeline itself costs), peak memory, plan size, the number of Slurm submissions
 and array tasks the launcher would make (arrays split at cluster.max_array_size), the HDF5 archive's
 size and the gather and aggregate times; then the growth over members and over duels.
+
+Output: bench/results/bench_scale.txt (the curves), bench_scale-<members>x<duels>.txt (--one), with
+-panel<K> added under --panel.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import recorded  # bench/record.py: a script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -166,6 +171,13 @@ def main() -> None:
         logging.disable(logging.INFO)
         print(json.dumps(one_point(*args.one, args.panel, args.folder)))
         return
+    name = "bench_scale" + (f"-{args.one[0]}x{args.one[1]}" if args.one else "") + \
+        (f"-panel{args.panel}" if args.panel else "")
+    with recorded(name):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     if args.one:
         points = [run_point(*args.one, args.panel)]
         print(LEGEND)

@@ -8,7 +8,11 @@ counts as a second base), two members with a LoRA adapter and two without,
 runs the generate stage (`--stop-after generate`) once per backend. Printed:
 generated tokens/s per backend (time after the model load; and with it), the
 load time, and base-model loads per generate task, both as the task reports
-them and as counted in vLLM's own log ("Loading weights took").
+them and as counted in vLLM's own log ("Loading weights took"). The one
+greedy member (`plain`, temperature 0) must get the same answers from both
+backends (the others sample, each backend with its own generator): a
+difference fails the benchmark (exit 1, nothing recorded).
+Output: bench/results/bench_vllm.txt.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from record import recorded  # bench/record.py: a script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -57,10 +63,11 @@ def figures(run_dir: Path) -> dict:
     tokens = sum(s["new_tokens"] for s in shards)
     gen = sum(s["seconds"] - s["load_seconds"] for s in shards)
     total = sum(s["seconds"] for s in shards)
+    greedy = {(r["duel"], r["side"]): r["text"] for s in shards for r in s["responses"] if r["member"] == "plain"}
     return {"tasks": len(shards), "responses": sum(len(s["responses"]) for s in shards), "tokens": tokens,
             "gen_s": gen, "tok_s": tokens / gen, "tok_s_with_load": tokens / total,
             "load_s": sum(s["load_seconds"] for s in shards) / len(shards),
-            "loads_reported": [s["model_loads"] for s in shards], "loads_logged": logged}
+            "loads_reported": [s["model_loads"] for s in shards], "loads_logged": logged, "greedy": greedy}
 
 
 def main() -> None:
@@ -69,6 +76,11 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--keep", type=Path, help="folder for the runs (default: a temp dir)")
     args = parser.parse_args()
+    with recorded("bench_vllm"):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     from random_adapter import random_adapter
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="sparta-bench-vllm-"))
@@ -78,7 +90,10 @@ def main() -> None:
     overrides = [f"tribe.duels_per_iteration={args.duels}", f"generate.duels_per_shard={args.duels}",
                  f"tribe.members.friendly.model={base_b}", f"tribe.members.plain.model={base_b}",
                  f"tribe.members.concise.adapter={adapters[0]}", f"tribe.members.friendly.adapter={adapters[1]}",
-                 "vllm.max_model_len=1024", "vllm.cpu_kv_cache_gb=2", "vllm.block_size=32"] + [
+                 "vllm.max_model_len=1024", "vllm.cpu_kv_cache_gb=2", "vllm.block_size=32",
+                 # the tiny config's tensorboard is not in .venv-vllm, and a run that stops after generate
+                 # tracks nothing
+                 "tracking.report_to=none"] + [
         f"tribe.members.{m}.max_new_tokens={args.max_new_tokens}" for m in ("concise", "stepwise", "friendly", "plain")]
     results = {}
     for backend in ("hf", "vllm"):
@@ -95,6 +110,15 @@ def main() -> None:
               f"{r['tok_s_with_load']:16.1f} {r['load_s']:11.1f}  {r['loads_reported']} / {logged}")
     print(f"vLLM / HF generated tokens/s: x{results['vllm']['tok_s'] / results['hf']['tok_s']:.2f} "
           f"(incl. load x{results['vllm']['tok_s_with_load'] / results['hf']['tok_s_with_load']:.2f})")
+    hf, vllm = results["hf"]["greedy"], results["vllm"]["greedy"]
+    differ = sorted(k for k in hf.keys() | vllm.keys() if hf.get(k) != vllm.get(k))
+    for duel, side in differ:
+        print(f"plain's answer in duel {duel}, side {side}, differs:\n  hf:   {hf.get((duel, side))!r}\n"
+              f"  vllm: {vllm.get((duel, side))!r}")
+    if differ:
+        sys.exit(f"the greedy member's answers differ between the backends on {len(differ)} of {len(hf)} prompts")
+    print(f"agreement: the greedy member's answers (plain, temperature 0) are identical on both backends, "
+          f"all {len(hf)} of them")
 
 
 if __name__ == "__main__":

@@ -57,9 +57,10 @@ def opinionated_model(tiny_model, tmp_path_factory):
 
 
 def test_vllm_matches_hf_with_and_without_adapter(opinionated_model, adapters, tmp_path):
-    """One engine, an adapter member and a bare member: greedy texts and judge
+    """One engine, an adapter member and a bare member, each alone and both in one call: greedy texts and judge
     log-probabilities equal the HF backend's (same token ids in, fp32), on a model whose
     generation_config.json has sampling defaults of its own (neither backend applies them)."""
+    from sparta_hpc.backends import Batch
     from sparta_hpc.backends.hf import HFGroup
     from sparta_hpc.backends.vllm import VLLMGroup
     from sparta_hpc.config import VLLMConfig
@@ -82,6 +83,13 @@ def test_vllm_matches_hf_with_and_without_adapter(opinionated_model, adapters, t
     # the adapter is really applied: the tuned member's distribution is another one
     assert max(abs(v_score["tuned"][c] - v_score["bare"][c]) for c in CANDIDATES) > 0.1
     assert v_text["tuned"] != v_text["bare"]
+    # both members in one engine call, as the stages make it: each gets its own answers and scores
+    # (vLLM's CPU kernels ran a bare prompt batched with adapter prompts through an adapter)
+    mixed = engine.generate_all([Batch(m, CONVERSATIONS, 0.0, 1.0, 16, 1, "") for m in ("tuned", "bare")], 4)
+    assert {m: [g.text for g in out] for m, out in zip(("tuned", "bare"), mixed)} == v_text
+    mixed = engine.score_all(["bare", "tuned"], [JUDGE, JUDGE], '{"score": ', CANDIDATES, 4)
+    for m, out in zip(("bare", "tuned"), mixed):
+        assert out[0] == pytest.approx(v_score[m], abs=1e-4), m
     with pytest.raises(ValueError, match="raise vllm.max_model_len"):  # named, before vLLM's own error
         engine.generate("bare", CONVERSATIONS, **dict(greedy, max_new_tokens=2000))
     engine.close()

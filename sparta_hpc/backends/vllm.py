@@ -99,6 +99,12 @@ class VLLMGroup:
                        max_model_len=engine.max_model_len, gpu_memory_utilization=engine.gpu_memory_utilization,
                        enforce_eager=engine.enforce_eager or not gpus, enable_prefix_caching=True,
                        trust_remote_code=trust_remote_code, **lora, **extra)
+        # vLLM's CPU LoRA kernels index the adapter slots with a bare request's -1, so a bare
+        # request batched with adapter requests is run through the last slot's adapter (vLLM 0.32.0:
+        # vllm/lora/ops/torch_ops/lora_ops.py lines 31, 74, 119 vs punica_wrapper/utils.py line 101;
+        # the GPU kernels skip -1: triton_ops/lora_shrink_op.py line 62). An all-bare batch skips
+        # LoRA, so on CPU bare requests go to the engine in a call of their own.
+        self.split_bare = bool(self.adapters) and not gpus
         self.loads = 1
         self.max_model_len = self.llm.model_config.max_model_len
         self.tokenizer = self.llm.get_tokenizer()
@@ -118,7 +124,8 @@ class VLLMGroup:
 
     def _run(self, prompts: list[list[int]], params: list, members: list[str]) -> list:
         """One engine call for every member's prompts: each prompt names its member's
-        adapter (or none), so vLLM batches all adapters together."""
+        adapter (or none), so vLLM batches all adapters together (on CPU, bare prompts
+        in a second call: `split_bare`). The outputs are in the prompts' order."""
         from vllm.inputs import TokensPrompt
 
         longest = max(len(p) + s.max_tokens for p, s in zip(prompts, params))
@@ -126,8 +133,19 @@ class VLLMGroup:
             raise ValueError(f"a prompt plus its answer needs {longest} tokens, above the engine's "
                              f"max_model_len {self.max_model_len}: raise vllm.max_model_len in the config "
                              "(or lower the members' max_new_tokens)")
-        return self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                                 lora_request=[self.requests.get(m) for m in members], use_tqdm=False)
+        calls = [range(len(prompts))]
+        if self.split_bare:
+            calls = [[i for i, m in enumerate(members) if (m in self.requests) == lora] for lora in (True, False)]
+        outs = [None] * len(prompts)
+        for call in calls:
+            if not call:
+                continue
+            done = self.llm.generate([TokensPrompt(prompt_token_ids=prompts[i]) for i in call],
+                                     [params[i] for i in call],
+                                     lora_request=[self.requests.get(members[i]) for i in call], use_tqdm=False)
+            for i, out in zip(call, done):
+                outs[i] = out
+        return outs
 
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         """Every member's completions in one engine call (`batch_size` is the HF backend's:
