@@ -84,7 +84,7 @@ test: test-fast tiny-tribe slurm-up
 test-fast: venv browser
 	SPARTA_BROWSER_TESTS=$(if $(IS_ROOT),required,skip) SPARTA_FAULT_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra -m "not slow and not slurm and not vllm and not gpu"
 
-# Property and fuzz tests with fresh seeds: hypothesis's `thorough` profile (500 new examples per fuzz
+# Property and fuzz tests with fresh seeds: hypothesis's `thorough` profile (1,500 new examples per fuzz
 # property, 1,000 per algorithm property), with its statistics. CI runs the derandomized `fast` profile.
 fuzz: venv
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q -ra --hypothesis-show-statistics tests/test_fuzz_input.py \
