@@ -13,6 +13,9 @@
     sparta-hpc status RUN_DIR [--watch [SECONDS]] [--events N]
     sparta-hpc report RUN_DIR [--out DIR]
     sparta-hpc verify RUN_DIR
+    sparta-hpc data prepare --out DIR [--tasks t1,t2] [--sparta-repo PATH|URL] [--model-swarm-repo PATH|URL]
+                            [--authors-pools] [--math-test PATH] [--eval-file TASK=PATH] [--tulu PATH]
+    sparta-hpc suite plan|submit|status|table SUITE.yaml [--format md|csv] [--dry-run]
 """
 
 from __future__ import annotations
@@ -248,6 +251,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suite(args: argparse.Namespace) -> int:
+    from .suite import main as suite_main
+
+    return suite_main(args.action, args.suite, args.format, args.dry_run)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .prepare.run import Options, prepare
+    from .prepare.sources import PrepareError, load_pins
+    from .prepare.tasks import TASK_NAMES
+
+    try:
+        eval_files = dict(item.split("=", 1) for item in args.eval_file if "=" in item)
+        if len(eval_files) != len(args.eval_file):
+            raise PrepareError(f"--eval-file: expected TASK=PATH, got {args.eval_file}")
+        if args.math_test:
+            eval_files.update({t: args.math_test for t in ("math_easy", "math_medium", "math_hard")})
+        opts = Options(out=args.out, tasks=tuple(args.tasks.split(",")) if args.tasks else TASK_NAMES,
+                       sparta=args.sparta_repo, model_swarm=args.model_swarm_repo, authors_pools=args.authors_pools,
+                       eval_files={t: Path(p) for t, p in eval_files.items()}, tulu=args.tulu,
+                       pins=load_pins(args.pins), cache=args.cache)
+        manifest = prepare(opts)
+    except PrepareError as err:
+        log.error("data prepare: %s", err)
+        log.error("data prepare: the tasks finished before this are kept in %s; nothing half-written is", args.out)
+        return 2
+    partial = [t for t in opts.tasks if manifest["tasks"][t]["status"] != "complete"]
+    if partial:
+        log.error("data prepare: incomplete: %s (see the MISSING lines above and %s/MANIFEST.json)",
+                  ", ".join(partial), args.out)
+        return 1
+    log.info("data prepare: %d task(s) ready in %s", len(opts.tasks), args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparta-hpc", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -334,6 +372,33 @@ def build_parser() -> argparse.ArgumentParser:
                                       "archive against its plan, shards, pairs and ratings; exit 1 naming problems")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("suite", help="methods x tasks, one run each (Table 1 per task): plan (jobs, cost), "
+                                     "submit (idempotent), status, table")
+    p.add_argument("action", choices=("plan", "submit", "status", "table"))
+    p.add_argument("suite", help="a suite file (configs/table1.yaml)")
+    p.add_argument("--format", choices=("md", "csv"), default="md", help="table: markdown or CSV")
+    p.add_argument("--dry-run", action="store_true", help="submit: say what would be submitted, submit nothing")
+    p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser("data", help="the paper's data: per-task duel pools and evaluation files")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("prepare", help="build DIR/<task>/train.jsonl, DIR/eval/ and DIR/MANIFEST.json from "
+                                            "the pinned sources, test items removed from the pools (docs/data.md)")
+    p.add_argument("--out", type=Path, required=True, help="the data folder ($SPARTA_DATA)")
+    p.add_argument("--tasks", help="comma-separated task names (default: all 12)")
+    p.add_argument("--sparta-repo", help="yurujiang2003/sparta: a checkout, bare git dir or folder, or a URL "
+                                         "(default: the GitHub URL, cloned into --cache)")
+    p.add_argument("--model-swarm-repo", help="BunsenFeng/model_swarm: the same")
+    p.add_argument("--authors-pools", action="store_true",
+                   help="keep the authors' pools exactly, test items included (counted in the manifest)")
+    p.add_argument("--math-test", help="the MATH test set (.jsonl/.json/.parquet of {problem, level, solution})")
+    p.add_argument("--eval-file", action="append", default=[], metavar="TASK=PATH",
+                   help="an evaluation file for a task with no published split (com2, alpaca, normad_rot)")
+    p.add_argument("--tulu", type=Path, help="a local copy of allenai/tulu-v2-sft-mixture (.jsonl or a folder)")
+    p.add_argument("--pins", type=Path, help="a JSON file of commit and sha256 pins replacing the real ones")
+    p.add_argument("--cache", type=Path, help="where URLs are cloned (default ~/.cache/sparta_hpc/sources)")
+    p.set_defaults(func=cmd_data_prepare)
 
     # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")

@@ -210,6 +210,10 @@ class EvalConfig:
     data_dir: str | None = None  # the tasks' files under their usual names (docs/evaluation.md)
     files: dict[str, str] = field(default_factory=dict)  # a task's file, where it is not data_dir's
     split: Literal["dev", "test", "both"] = "both"  # both: select on dev, report on test
+    # with split both: "every": test at every point too; "selected": test only for the member x point
+    # that dev selects per task (BEST INIT, the selected model), after the last point: the same table
+    # for a fraction of the test items (sparta_hpc/eval/selected.py)
+    test: Literal["every", "selected"] = "every"
     limit: int | None = None  # the first N items of each split
     initial: bool = True  # evaluate the members as they start (BEST INIT)
     every: int = 1  # after every N-th iteration's training, and after the last; 0: only the last
@@ -218,6 +222,17 @@ class EvalConfig:
     batch_size: int = 8
     max_new_tokens: int | None = None  # caps every task's answer length (quick checks); None: the task's own
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Throughputs the dry run's cost estimate divides tokens by (sparta_hpc/cost.py). ASSUMED, not
+    measured: docs/reproduce.md's figures for a 7B model on one H100 (vLLM; LoRA DPO). Measure your
+    own (bench/bench_vllm.py, tests/test_gpu.py) and set them here."""
+
+    gen_tokens_per_s_per_gpu: float = 2000.0  # generated tokens (answers, judgments, evaluation)
+    prompt_tokens_per_s_per_gpu: float = 20000.0  # prompt tokens read (prefill; also scored candidates)
+    train_tokens_per_s_per_gpu: float = 3000.0  # DPO forward tokens (policy and reference)
 
 
 @dataclass(frozen=True)
@@ -313,6 +328,7 @@ class Config:
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property

@@ -76,9 +76,18 @@ def validate_panel(cfg: Config) -> None:
                           "score as a 5-5 judge, so everyone outside the panel would vote 5-5; use variant spec")
 
 
-def validate(cfg: Config, tribe: bool = True) -> None:
+def missing_model(problem: str, missing: list[str] | None) -> None:
+    """A model or adapter folder that is not there: refused, or noted in `missing` (a dry run, which
+    shows the plan and its cost before the models are downloaded; the driver warns)."""
+    if missing is None:
+        raise ConfigError(problem)
+    missing.append(problem)
+
+
+def validate(cfg: Config, tribe: bool = True, missing: list[str] | None = None) -> None:
     """Every check that needs no model load; raises ConfigError naming the field.
-    `tribe=False`: members to evaluate, not a tribe (any number, at least one)."""
+    `tribe=False`: members to evaluate, not a tribe (any number, at least one).
+    `missing`: a list that collects missing model and adapter folders instead (missing_model)."""
     members = cfg.members
     if not members:
         raise ConfigError("tribe.members: no members")
@@ -101,11 +110,11 @@ def validate(cfg: Config, tribe: bool = True) -> None:
                               "rename one of them")
         seen[m.name] = i
         if not Path(m.model, "config.json").is_file():
-            raise ConfigError(f"{where}.model: no model at {m.model} for member {m.name!r} (expected a folder "
-                              "with config.json; for the tiny tribe run tools/prepare_tiny_tribe.py)")
+            missing_model(f"{where}.model: no model at {m.model} for member {m.name!r} (expected a folder "
+                          "with config.json; for the tiny tribe run tools/prepare_tiny_tribe.py)", missing)
         if m.adapter and not Path(m.adapter, "adapter_config.json").is_file():
-            raise ConfigError(f"{where}.adapter: no LoRA adapter at {m.adapter} for member {m.name!r} "
-                              "(expected adapter_config.json)")
+            missing_model(f"{where}.adapter: no LoRA adapter at {m.adapter} for member {m.name!r} "
+                          "(expected adapter_config.json)", missing)
     t = cfg.tribe
     for name, value in (("tribe.iterations", t.iterations), ("tribe.duels_per_iteration", t.duels_per_iteration),
                         ("generate.duels_per_shard", cfg.generate.duels_per_shard),

@@ -25,6 +25,7 @@ from pathlib import Path
 from . import copies, methods, provenance, repair
 from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
+from .eval import selected
 from .eval import table as eval_table
 from .events import EventLog, clock
 from .instructions import load_instructions
@@ -75,7 +76,7 @@ def lock_run(paths: RunPaths):
 def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] | None:
     """Refuse to continue a run with a config other than the one it was started with.
 
-    Changes under `cluster`, `eval` and `run` alone (resources, time limits,
+    Changes under `cluster`, `eval`, `cost` and `run` alone (resources, time limits,
     executor, retries; what is evaluated; where the run directory now is) are
     accepted: they say how the jobs run and what is measured, not what the tribe
     computes, and the usual fix after a time-limit kill is a larger
@@ -90,7 +91,7 @@ def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] |
     try:  # both sides through today's code, so that a field added since reads as its default
         started = load_config(paths.config)
         old = config_to_yaml(started)
-        unchanged = replace(cfg, run=started.run, cluster=started.cluster, eval=started.eval)
+        unchanged = replace(cfg, run=started.run, cluster=started.cluster, eval=started.eval, cost=started.cost)
         work_unchanged = config_to_yaml(unchanged) == old
     except ConfigError:
         old, work_unchanged = paths.config.read_text(), False
@@ -154,7 +155,9 @@ def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, r
         return
     # a single-model method changes one member: after the start, only that one is evaluated
     members = None if point == INITIAL or cfg.method == "sparta" else methods.trainees(cfg, paths)
-    plan = eval_plan.make_plan(cfg, paths, point, members)
+    # eval.test selected: once dev has chosen, the point's plan holds its selected test items too
+    tests = selected.selected_tests(cfg, paths).get(point)
+    plan = eval_plan.make_plan(cfg, paths, point, members, tests)
     if _read_or_none(paths.eval_plan(point)) != plan:  # none yet, another one, or an unreadable one
         for stage in EVAL_STAGES:
             paths.marker(point, stage).unlink(missing_ok=True)
@@ -162,6 +165,17 @@ def run_eval_point(cfg: Config, paths: RunPaths, events: EventLog, point: int, r
     for stage in EVAL_STAGES:
         if not paths.is_done(point, stage):
             run_one_stage(cfg, paths, events, stage, point)
+
+
+def run_selected_tests(cfg: Config, paths: RunPaths, events: EventLog) -> None:
+    """eval.test selected: after the last point's dev evaluation, the test split of each task for the
+    member x point that dev selects (BEST INIT, the selected model), at each such point; a point
+    already done is left alone, a crash re-runs only the missing shards."""
+    chosen = selected.selected_tests(cfg, paths)
+    if chosen:
+        events.write("selected_tests", points={str(p): tests for p, tests in sorted(chosen.items())})
+    for point in sorted(chosen):
+        run_eval_point(cfg, paths, events, point, refresh=True)
 
 
 def _read_or_none(path):
@@ -202,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)  # overrides may come before and after options
     try:
         cfg = load_config(args.config, args.overrides)
-        validate(cfg)
+        # a dry run shows the plan and its cost before the models are downloaded: missing model and
+        # adapter folders are warnings there (a run refuses them)
+        missing: list[str] | None = [] if args.dry_run else None
+        validate(cfg, missing=missing)
         instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
-        eval_plan.check_eval(cfg, [i.text for i in instructions])
-        methods.check_method(cfg, instructions)
+        eval_plan.check_eval(cfg, [i.text for i in instructions], missing=missing)
+        methods.check_method(cfg, instructions, missing=missing)
         check_tracking(cfg)
         check_resources(cfg)
         check_gpu_path(cfg)  # ranks per GPU, ZeRO-3's limits, tensor parallel sizes, vLLM's interpreters
@@ -221,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config error: %s", err)
         return 2
     if args.dry_run:
+        for problem in missing or []:
+            log.warning("not there yet (a run would refuse it): %s", problem)
         plan = first_plan(cfg)
         print(dry_run(cfg, paths, plan, sft_sizes))
         if args.show_sbatch:
@@ -295,6 +314,7 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
         if t in points:
             run_eval_point(cfg, paths, events, t)
         copies.copy_iteration(cfg, paths, events, t)  # to run.archive_dir, checked by sha256
+    run_selected_tests(cfg, paths, events)
     return True
 
 
@@ -321,6 +341,8 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
                 repair.resume_check(cfg, paths, events, points)
             for point in points or []:
                 run_eval_point(cfg, paths, events, point, refresh=True)
+            if points is not None:
+                run_selected_tests(cfg, paths, events)
             break
         except (StageFailed, DamagedFile, DiskFull) as err:
             # a task found a damaged input (it names it): invalidate it and walk again

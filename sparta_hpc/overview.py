@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import resources
 from .config import Config
+from .cost import cost_lines
 from .disk import disk_lines
 from .eval import data as eval_data
 from .eval import plan as eval_plan
@@ -45,7 +46,7 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = N
               f"  train      {len(cfg.members)} DPO jobs, one per member (LoRA r={cfg.train.lora_r}, "
               f"lr {cfg.train.learning_rate}, beta {cfg.train.beta}"
               + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
-              ] + eval_lines(cfg) + resource_lines(cfg) + disk_lines(cfg)
+              ] + eval_lines(cfg) + resource_lines(cfg) + cost_lines(cfg) + disk_lines(cfg)
     return "\n".join(lines)
 
 

@@ -85,6 +85,8 @@ class ScriptedGroup:
         return max(1, min(10, quality + digest("offset", judge, response) % 3 - 1))
 
     def answer(self, batch: Batch, conversation: list[dict], seed: int) -> str:
+        if batch.temperature == 0:  # greedy decoding draws nothing: the answer is the prompt's alone,
+            seed = 0  # wherever it sits in a batch (eval.test selected shards items otherwise than every)
         prompt = conversation[-1]["content"]
         response = RESPONSE.search(prompt)
         if response is None:  # a duelist answering an instruction, or a member a benchmark item

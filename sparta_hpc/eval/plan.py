@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from ..config import Config, ConfigError
+from ..config_checks import missing_model
 from ..config_overrides import to_dict
 from ..io_utils import atomic_write_json, read_json
 from ..manifest import load_entries, read_checked_json
@@ -59,9 +60,10 @@ def task_file(cfg: Config, task: str) -> Path:
     return found[0] if found else Path(cfg.eval.data_dir, names[0])
 
 
-def check_eval(cfg: Config, instruction_texts: list[str] | None = None) -> None:
+def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing: list[str] | None = None) -> None:
     """Every evaluation check that needs no model: task names, files, formats, fields, the
-    evaluator, and no evaluation item among the duel instructions. ConfigError names the place."""
+    evaluator, and no evaluation item among the duel instructions. ConfigError names the place.
+    `missing`: collects a missing evaluator folder instead of refusing it (a dry run)."""
     ev = cfg.eval
     if not ev.tasks:
         return
@@ -70,6 +72,9 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None) -> None:
                         ("eval.evaluator.max_new_tokens", ev.evaluator.max_new_tokens)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
+    if ev.test == "selected" and ev.split != "both":
+        raise ConfigError(f"eval.test: selected evaluates test where dev selects, so it needs eval.split: both "
+                          f"(got {ev.split}); or eval.test: every")
     if ev.every < 0:
         raise ConfigError(f"eval.every: must be >= 0 (0: only after the last iteration), got {ev.every}")
     unknown = [t for t in ev.tasks if t not in data.TASK_NAMES] + [t for t in ev.files if t not in data.TASK_NAMES]
@@ -85,11 +90,16 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None) -> None:
                 raise ConfigError(f"eval.tasks: {err}") from None
     if any(data.SPECS[t].kind == "rated" for t in ev.tasks):
         e = ev.evaluator
-        if not e.model or not Path(e.model, "config.json").is_file():
+        if not e.model:
             raise ConfigError(f"eval.evaluator.model: tasks {[t for t in ev.tasks if data.SPECS[t].kind == 'rated']} "
-                              f"are rated by an evaluator model; no model at {e.model} (a folder with config.json)")
+                              "are rated by an evaluator model; set it (a folder with config.json)")
+        if not Path(e.model, "config.json").is_file():
+            missing_model(f"eval.evaluator.model: tasks {[t for t in ev.tasks if data.SPECS[t].kind == 'rated']} "
+                          f"are rated by an evaluator model; no model at {e.model} (a folder with config.json)",
+                          missing)
         if e.adapter and not Path(e.adapter, "adapter_config.json").is_file():
-            raise ConfigError(f"eval.evaluator.adapter: no LoRA adapter at {e.adapter} (expected adapter_config.json)")
+            missing_model(f"eval.evaluator.adapter: no LoRA adapter at {e.adapter} (expected adapter_config.json)",
+                          missing)
     if instruction_texts is not None:
         check_leakage(cfg, instruction_texts)
 
@@ -131,7 +141,8 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | None = None) -> dict:
+def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | None = None,
+              tests: dict[str, list[str]] | None = None) -> dict:
     """The point's task splits ("items") and the shards of its evaluate and rate arrays.
 
     The items of every task split, one after another, are cut into shards of
@@ -142,32 +153,59 @@ def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | Non
     (the prompts, answer budget, backend, evaluator): a shard of an earlier plan
     with the same content is reused, and one with other content is never taken
     for it.
+
+    With eval.test selected the points answer dev only, and `tests` ({member: [task]}, from
+    eval/selected.py once dev has chosen) adds the test items of those tasks, answered by those
+    members only (an item's "members"), in shards of their own after the dev shards, so that the
+    dev shards keep their names and are not computed again.
     """
     write_prompts(cfg, paths)
     ev, per_shard = cfg.eval, cfg.eval.items_per_shard
-    items = []
-    for task in ev.tasks:
-        for split in splits(cfg):
-            prompts = read_json(paths.eval_prompts(task, split))
-            budget = min(prompts["max_new_tokens"], ev.max_new_tokens or 10**9)
-            settings = [prompts["docs"], prompts["prompts"], budget, cfg.eval_backend]
-            if prompts["kind"] == "rated":
-                settings.append(to_dict(ev.evaluator))
-            items.append({"task": task, "split": split, "name": f"{task}.{split}.{digest(settings)}",
-                          "kind": prompts["kind"], "n": len(prompts["prompts"]), "max_new_tokens": budget})
-    evaluate = cut_shards(items, range(len(items)), per_shard)
-    rate = cut_shards(items, [i for i, it in enumerate(items) if it["kind"] == "rated"], per_shard)
+    selected = ev.test == "selected" and "test" in splits(cfg)
+    items = [plan_item(cfg, paths, task, split) for task in ev.tasks for split in splits(cfg)
+             if not (selected and split == "test")]
+    dev = len(items)
+    for task in ev.tasks if selected else []:
+        who = sorted(m for m, tasks in (tests or {}).items() if task in tasks)
+        if who:
+            items.append({**plan_item(cfg, paths, task, "test"), "members": who})
+    rated = [i for i, it in enumerate(items) if it["kind"] == "rated"]
+    evaluate = cut_shards(items, range(dev), per_shard)
+    n_dev = len(evaluate)
+    evaluate += cut_shards(items, range(dev, len(items)), per_shard, first=n_dev)
+    rate = cut_shards(items, [i for i in rated if i < dev], per_shard)
+    rate += cut_shards(items, [i for i in rated if i >= dev], per_shard, first=len(rate))
     members = list(range(len(cfg.members))) if members is None else members  # a baseline: its one model
     groups = [g for g in ([i for i in group if i in members] for group in cfg.base_groups()) if g]
-    return {"point": point, "members": [cfg.members[i].name for i in members], "groups": groups, "items": items,
-            "evaluate_shards": evaluate, "evaluate_tasks": [[g, k] for k in range(len(evaluate))
-                                                            for g in range(len(groups))],
+    for shard in evaluate[n_dev:]:  # a selected test shard: only the groups of the members who answer it
+        who = {m for i, _, _ in shard["segments"] for m in items[i]["members"]}
+        shard["groups"] = [g for g, group in enumerate(groups) if who & {cfg.members[i].name for i in group}]
+    names = [cfg.members[i].name for i in members]
+    return {"point": point, "members": names, "groups": groups, "items": items,
+            "evaluate_shards": evaluate, "evaluate_tasks": [[g, k] for k, shard in enumerate(evaluate)
+                                                            for g in shard.get("groups", range(len(groups)))],
             "rate_shards": rate, "rate_tasks": list(range(len(rate)))}
 
 
-def cut_shards(items: list[dict], which, per_shard: int) -> list[dict]:
+def plan_item(cfg: Config, paths: RunPaths, task: str, split: str) -> dict:
+    """A task split as a plan item, named with a digest of everything its results depend on."""
+    prompts = read_json(paths.eval_prompts(task, split))
+    budget = min(prompts["max_new_tokens"], cfg.eval.max_new_tokens or 10**9)
+    settings = [prompts["docs"], prompts["prompts"], budget, cfg.eval_backend]
+    if prompts["kind"] == "rated":
+        settings.append(to_dict(cfg.eval.evaluator))
+    return {"task": task, "split": split, "name": f"{task}.{split}.{digest(settings)}", "kind": prompts["kind"],
+            "n": len(prompts["prompts"]), "max_new_tokens": budget}
+
+
+def item_members(plan: dict, item: int) -> list[str]:
+    """The members who answer an item: all of the point's, or (a selected test item) its own."""
+    return plan["items"][item].get("members", plan["members"])
+
+
+def cut_shards(items: list[dict], which, per_shard: int, first: int = 0) -> list[dict]:
     """The rows of items `which`, one item after another, in shards of `per_shard` rows; each
-    shard a list of segments [item, first row, end row] and a name."""
+    shard a list of segments [item, first row, end row] and a name (numbered from `first`)."""
     shards, current, room = [], [], per_shard
     for i in which:
         start = 0
@@ -181,13 +219,14 @@ def cut_shards(items: list[dict], which, per_shard: int) -> list[dict]:
     if current:
         shards.append(current)
     return [{"name": f"s{k:04d}." + digest([(items[i]["name"], a, b) for i, a, b in segments]),
-             "segments": segments} for k, segments in enumerate(shards)]
+             "segments": segments} for k, segments in enumerate(shards, first)]
 
 
 def shard_files(paths: RunPaths, plan: dict, point: int, stage: str, shard: dict) -> list[Path]:
     """An evaluate shard's files (one per base-model group) or a rate shard's file."""
-    if stage == "evaluate":
-        return [paths.eval_shard(point, stage, shard["name"], g) for g in range(len(plan["groups"]))]
+    if stage == "evaluate":  # a selected test shard: only the groups of the members who answer it
+        return [paths.eval_shard(point, stage, shard["name"], g)
+                for g in shard.get("groups", range(len(plan["groups"])))]
     return [paths.eval_shard(point, stage, shard["name"])]
 
 

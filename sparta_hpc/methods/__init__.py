@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from ..config import METHODS, Config, ConfigError
+from ..config_checks import missing_model
 from ..io_utils import atomic_write_json, read_json
 from ..paths import INITIAL, RunPaths
 
@@ -39,8 +40,9 @@ def samples(cfg: Config) -> int:
     return {"sparta": 2, "spin": 1}.get(cfg.method, cfg.baseline.samples)
 
 
-def check_method(cfg: Config, instructions: list) -> None:
-    """Every check of the method's settings that needs no model; ConfigError names the field."""
+def check_method(cfg: Config, instructions: list, missing: list[str] | None = None) -> None:
+    """Every check of the method's settings that needs no model; ConfigError names the field.
+    `missing`: collects a missing preference-model folder instead of refusing it (a dry run)."""
     names = cfg.member_names()
     if cfg.train.loss_type is not None and cfg.train.loss_type not in LOSS_TYPES:
         raise ConfigError(f"train.loss_type: must be one of {LOSS_TYPES} or null, got {cfg.train.loss_type!r}")
@@ -67,9 +69,9 @@ def check_method(cfg: Config, instructions: list) -> None:
                               "instructions.with_reference_only: true")
     if cfg.method == "sppo":
         if b.judge_model and not Path(b.judge_model, "config.json").is_file():
-            raise ConfigError(f"baseline.judge_model: no model at {b.judge_model} (a folder with config.json)")
+            missing_model(f"baseline.judge_model: no model at {b.judge_model} (a folder with config.json)", missing)
         if b.judge_adapter and not Path(b.judge_adapter, "adapter_config.json").is_file():
-            raise ConfigError(f"baseline.judge_adapter: no LoRA adapter at {b.judge_adapter}")
+            missing_model(f"baseline.judge_adapter: no LoRA adapter at {b.judge_adapter}", missing)
     elif b.judge_model or b.judge_adapter:
         raise ConfigError("baseline.judge_model / judge_adapter: only SPPO uses a preference model")
 
@@ -90,18 +92,24 @@ def choose_policy(cfg: Config, paths: RunPaths) -> str:
     if cfg.baseline.member:
         record = {"member": cfg.baseline.member, "why": "baseline.member"}
     else:
-        scores = read_json(paths.eval_summary(INITIAL))["scores"]
-        split = "dev" if any("dev" in per for m in scores.values() for per in m.values()) else "test"
-        tasks = sorted({t for m in scores.values() for t in m})
-        best = {t: max((scores[m][t][split]["score"] or 0) for m in scores if t in scores[m]) for t in tasks}
-        relative = {m: sum((scores[m][t][split]["score"] or 0) / best[t] for t in tasks if best[t]) / len(tasks)
-                    for m in cfg.member_names() if m in scores}
-        member = max(cfg.member_names(), key=lambda m: relative.get(m, -1))  # ties: config order
-        record = {"member": member, "why": f"BEST INIT: the highest mean relative score on the initial "
-                                            f"evaluation's {split} split", "split": split, "relative": relative}
+        record = best_init(read_json(paths.eval_summary(INITIAL))["scores"], cfg.member_names())
     atomic_write_json(paths.policy, record)
     log.info("%s aligns member %s (%s)", cfg.method, record["member"], record["why"])
     return record["member"]
+
+
+def best_init(scores: dict, names: list[str]) -> dict:
+    """BEST INIT from an initial evaluation's scores ({member: {task: {split: figures}}}): the member
+    with the highest mean relative score on dev (test where no dev split was evaluated); ties go to
+    the first in `names`. Also what `sparta-hpc suite` passes to a task's baselines."""
+    split = "dev" if any("dev" in per for m in scores.values() for per in m.values()) else "test"
+    tasks = sorted({t for m in scores.values() for t in m})
+    best = {t: max((scores[m][t][split]["score"] or 0) for m in scores if t in scores[m]) for t in tasks}
+    relative = {m: sum((scores[m][t][split]["score"] or 0) / best[t] for t in tasks if best[t]) / len(tasks)
+                for m in names if m in scores}
+    member = max(names, key=lambda m: relative.get(m, -1))
+    return {"member": member, "why": f"BEST INIT: the highest mean relative score on the initial "
+                                     f"evaluation's {split} split", "split": split, "relative": relative}
 
 
 def trainees(cfg: Config, paths: RunPaths) -> list[int]:

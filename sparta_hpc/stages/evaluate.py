@@ -17,6 +17,7 @@ import time
 
 from ..backends import Batch
 from ..config import Config
+from ..eval.plan import item_members
 from ..io_utils import read_json
 from ..manifest import write_shard
 from ..paths import RunPaths
@@ -27,11 +28,13 @@ log = logging.getLogger(__name__)
 
 def answer_requests(cfg: Config, plan: dict, prompts: dict[int, list[list[dict]]], group: int,
                     segments: list[list[int]]) -> list[list[Batch]]:
-    """Per segment [item, first, end] of the shard: one greedy batch per member of the group."""
+    """Per segment [item, first, end] of the shard: one greedy batch per member of the group who
+    answers the item (all of them; a selected test item: its own members)."""
     return [[Batch(cfg.members[m].name, [with_system(cfg.members[m].system_prompt, prompts[i][r])
                                          for r in range(first, end)],
                    temperature=0.0, top_p=1.0, max_new_tokens=plan["items"][i]["max_new_tokens"], seed=0)
-             for m in plan["groups"][group]] for i, first, end in segments]
+             for m in plan["groups"][group] if cfg.members[m].name in item_members(plan, i)]
+            for i, first, end in segments]
 
 
 def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:

@@ -17,7 +17,7 @@ from .. import backends
 from ..algorithm.judging import CANDIDATES, SCORE_PREFIX, SCORES, expected_score, parse_score
 from ..backends import Batch
 from ..config import Config
-from ..eval.plan import item_values
+from ..eval.plan import item_members, item_values
 from ..eval.rated import evaluator_messages
 from ..io_utils import read_json
 from ..manifest import write_shard
@@ -31,7 +31,7 @@ def rating_requests(plan: dict, docs: dict[int, list[dict]], answers: dict[int, 
                     segments: list[list[int]]) -> list[tuple[int, str, list[dict]]]:
     """(segment, member, the evaluator's chat prompt) for every member's answer to every item of the shard."""
     return [(s, m, evaluator_messages(plan["items"][i]["task"], docs[i][r], answers[i][m][r]))
-            for s, (i, first, end) in enumerate(segments) for m in plan["members"] for r in range(first, end)]
+            for s, (i, first, end) in enumerate(segments) for m in item_members(plan, i) for r in range(first, end)]
 
 
 def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:

@@ -16,7 +16,7 @@ import json
 import logging
 
 from ..config import Config
-from ..eval.plan import item_values
+from ..eval.plan import item_members, item_values
 from ..eval.task import rating_result, score_rows
 from ..io_utils import atomic_write_json, atomic_write_text, mark_done, read_json
 from ..manifest import record_files
@@ -52,7 +52,7 @@ def run(cfg: Config, paths: RunPaths, point: int) -> None:
         prompts = read_json(paths.eval_prompts(it["task"], it["split"]))
         answers = item_values(paths, plan, point, "evaluate", i)
         ratings = item_values(paths, plan, point, "rate", i) if it["kind"] == "rated" else {}
-        for member in plan["members"]:
+        for member in item_members(plan, i):
             figures, samples = score_item(cfg, plan, i, prompts, answers[member], ratings.get(member, []))
             scores[member].setdefault(it["task"], {})[it["split"]] = figures
             written.append(paths.eval_samples(point, member, it["task"], it["split"]))
