@@ -10,7 +10,7 @@ loading a model, before the driver submits anything.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -430,10 +430,14 @@ def resolve_paths(cfg: Config) -> Config:
     ev = replace(ev, data_dir=resolve_path(ev.data_dir) if ev.data_dir else None, evaluator=evaluator,
                  files={task: resolve_path(path) for task, path in ev.files.items()})
     sft_data = cfg.sft.data if cfg.sft.data in (None, "demo") else resolve_path(cfg.sft.data)
+    # a stage's interpreter may name its venv through the environment ($SPARTA_VLLM_PYTHON in the presets);
+    # expanded here, once, so that the checks, submitit and the sbatch scripts all see the same path
+    stages = {f.name: replace(r, python=os.path.expandvars(os.path.expanduser(r.python)))
+              for f in fields(cfg.cluster) if isinstance(r := getattr(cfg.cluster, f.name), Resources) and r.python}
     return replace(cfg, run=replace(cfg.run, dir=resolve_path(cfg.run.dir)),
                    tribe=replace(cfg.tribe, members=members), train=replace(cfg.train, deepspeed=deepspeed),
                    instructions=replace(cfg.instructions, source=source), eval=ev, baseline=baseline,
-                   sft=replace(cfg.sft, data=sft_data), cluster=replace(cfg.cluster, models=models))
+                   sft=replace(cfg.sft, data=sft_data), cluster=replace(cfg.cluster, models=models, **stages))
 
 
 def config_to_yaml(cfg: Config) -> str:

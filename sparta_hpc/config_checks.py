@@ -48,7 +48,13 @@ def validate_vllm(cfg: Config) -> None:
 
 
 def validate_pythons(cfg: Config) -> None:
-    """Local tasks started with another interpreter: it must exist here."""
+    """A stage's interpreter names no unset variable; local tasks' interpreter must exist here."""
+    for stage in JOB_STAGES:
+        python = getattr(cfg.cluster, stage).python
+        unset = re.findall(r"\$\{?(\w+)", python or "")  # resolve_paths expanded the variables that are set
+        if unset:
+            raise ConfigError(f"cluster.{stage}.python: {python!r} names ${unset[0]}, which is not set: export it "
+                              "(the presets' vLLM stages: SPARTA_VLLM_PYTHON=/path/to/.venv-vllm/bin/python)")
     if cfg.cluster.executor != "local":
         return
     for stage in JOB_STAGES:

@@ -220,8 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         # adapter folders are warnings there (a run refuses them)
         missing: list[str] | None = [] if args.dry_run else None
         validate(cfg, missing=missing)
-        instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
-        eval_plan.check_eval(cfg, [i.text for i in instructions], missing=missing)
+        instructions = None
+        if missing is not None and cfg.instructions.source != "demo" and not Path(cfg.instructions.source).is_file():
+            # a dry run before `data prepare`: the plan's shape and cost need no instruction text
+            missing.append(f"instructions.source: no file at {cfg.instructions.source} (sparta-hpc data prepare "
+                           "writes DIR/<task>/train.jsonl)")
+        else:
+            instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
+        eval_plan.check_eval(cfg, None if instructions is None else [i.text for i in instructions], missing=missing)
         methods.check_method(cfg, instructions, missing=missing)
         check_tracking(cfg)
         check_resources(cfg)
@@ -240,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for problem in missing or []:
             log.warning("not there yet (a run would refuse it): %s", problem)
-        plan = first_plan(cfg)
+        plan = first_plan(cfg, instructions)
         print(dry_run(cfg, paths, plan, sft_sizes))
         if args.show_sbatch:
             print(sbatch_scripts(cfg, paths, plan))

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import resources
 from .config import Config
 from .cost import cost_lines
 from .disk import disk_lines
 from .eval import data as eval_data
 from .eval import plan as eval_plan
+from .instructions import Instruction
 from .io_utils import read_json
 from .paths import INITIAL, JOB_STAGES, RunPaths
 from .sft_data import member_source
 from .stages import plan as plan_stage
 
 
-def first_plan(cfg: Config) -> dict:
-    """Iteration 0's plan, computed in memory (nothing is written)."""
-    return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set())
+def first_plan(cfg: Config, instructions: list | None = None) -> dict:
+    """Iteration 0's plan, computed in memory (nothing is written). `instructions`: those of the file
+    (None: read it); a dry run before the file exists gives stand-ins, the shape of the plan is the same."""
+    if instructions is None and cfg.instructions.source != "demo" and not Path(cfg.instructions.source).is_file():
+        instructions = [Instruction(str(i), "(no instruction file yet)") for i in range(cfg.tribe.duels_per_iteration)]
+    return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set(), instructions=instructions)
 
 
 def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None) -> str:
@@ -95,8 +101,11 @@ def eval_lines(cfg: Config) -> list[str]:
     rated = []
     for task in ev.tasks:
         spec, path = eval_data.get_spec(task), eval_plan.task_file(cfg, task)
-        sizes = [f"{s} {len(eval_data.read_split(spec, path, s, ev.limit).rows)}" for s in splits]
-        lines.append(f"    {task:15s} {', '.join(sizes)}  <- {path}")
+        if path.exists():
+            sizes = ", ".join(f"{s} {len(eval_data.read_split(spec, path, s, ev.limit).rows)}" for s in splits)
+        else:  # a dry run before `data prepare` (the driver warned)
+            sizes = "not there yet"
+        lines.append(f"    {task:15s} {sizes}  <- {path}")
         rated += [task] if spec.kind == "rated" else []
     lines += [f"  evaluate   job array: base-model groups x task splits x shards of {ev.items_per_shard} items, "
               f"greedy [{cfg.eval_backend}]",

@@ -137,6 +137,20 @@ def test_vllm_in_another_python_is_accepted(tmp_path, fake_model, driver):
     assert "[vllm]" in proc.stdout
 
 
+def test_a_stages_interpreter_may_come_from_the_environment(tmp_path, fake_model, driver, monkeypatch):
+    """The presets' vLLM stages name $SPARTA_VLLM_PYTHON: expanded when set, refused by name when not."""
+    python = fake_python(tmp_path, "0.32.0")
+    args = ("--config", write_config(tmp_path, fake_model), "--dry-run", "generate.backend=vllm", "judge.backend=hf",
+            "cluster.generate.python=$SPARTA_VLLM_PYTHON")
+    proc = driver(*args)
+    assert proc.returncode == 2 and "cluster.generate.python: '$SPARTA_VLLM_PYTHON' names $SPARTA_VLLM_PYTHON, " \
+        "which is not set: export it" in proc.stderr
+    monkeypatch.setenv("SPARTA_VLLM_PYTHON", python)
+    proc = driver(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert load_config(args[1], [args[-1]]).cluster.generate.python == python
+
+
 @pytest.mark.parametrize("answer, code, message", [
     ("0.19.1", 0, "vLLM 0.19.1 there; the judge's expected scores need SamplingParams.logprob_token_ids, vLLM >= 0.20.0"),
     ("ModuleNotFoundError: No module named 'vllm'", 1, "it does not import vLLM with SamplingParams.logprob_token_ids "

@@ -121,3 +121,22 @@ def test_a_dry_run_warns_about_a_missing_model_and_a_run_refuses(tmp_path, capsy
     assert driver.main(["--config", str(config), *missing]) == 2
     assert any("config error: tribe.members.1.model: no model at" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_dry_run_before_data_prepare_warns_and_shows_the_plan(tmp_path, capsys, caplog):
+    """No instruction file and no evaluation data yet: the dry run still prints the plan and its cost
+    (sizes assumed and said), naming what is not there; a run refuses the same config."""
+    config = write_config(tmp_path)
+    absent = [f"instructions.source={tmp_path / 'data' / 'gsm8k' / 'train.jsonl'}", "eval.tasks=[gsm8k]",
+              f"eval.data_dir={tmp_path / 'data' / 'eval'}"]
+    with caplog.at_level(logging.WARNING):
+        assert driver.main(["--config", str(config), "--dry-run", *absent]) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("instructions.source: no file at" in w and "train.jsonl" in w for w in warned), warned
+    assert any("eval.tasks: gsm8k: no file at" in w for w in warned), warned
+    out = capsys.readouterr().out
+    assert "generate   job array: 1 tasks (iteration 0)" in out and "cost estimate" in out
+    caplog.clear()
+    assert driver.main(["--config", str(config), *absent]) == 2
+    assert any("config error: instructions.source: no file at" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "run").exists()

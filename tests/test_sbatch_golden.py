@@ -21,6 +21,7 @@ def render() -> str:
 
 def test_paper_preset_sbatch_scripts_match_the_golden_file(monkeypatch):
     monkeypatch.setenv("SPARTA_MODELS", "/models")  # the preset's model paths: $SPARTA_MODELS/...
+    monkeypatch.setenv("SPARTA_VLLM_PYTHON", "/venv-vllm/bin/python")  # the vLLM stages' interpreter
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(render())
     assert render() == GOLDEN.read_text(), "regenerate with UPDATE_GOLDEN=1 after reviewing the change"
@@ -40,6 +41,7 @@ def render_mixed() -> str:
 def test_a_mixed_tribes_sbatch_scripts_give_each_group_and_member_its_resources(monkeypatch):
     monkeypatch.setenv("SPARTA_MODELS", "/models")
     monkeypatch.setenv("SPARTA_TRIBE", "/tribe")
+    monkeypatch.setenv("SPARTA_VLLM_PYTHON", "/venv-vllm/bin/python")
     text = render_mixed()
     if os.environ.get("UPDATE_GOLDEN"):
         MIXED.write_text(text)

@@ -82,7 +82,13 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing:
         raise ConfigError(f"eval.tasks: unknown task {unknown[0]!r}; the tasks are: {', '.join(data.TASK_NAMES)}")
     if len(set(ev.tasks)) != len(ev.tasks):
         raise ConfigError(f"eval.tasks: a task is listed twice: {ev.tasks}")
+    present = list(ev.tasks)
     for task in ev.tasks:
+        if missing is not None and not task_file(cfg, task).exists():  # a dry run before `data prepare`
+            missing.append(f"eval.tasks: {task}: no file at {task_file(cfg, task)} (eval.data_dir; sparta-hpc data "
+                           "prepare writes DIR/eval)")
+            present.remove(task)
+            continue
         for split in splits(cfg):
             try:
                 data.read_split(data.get_spec(task), task_file(cfg, task), split)
@@ -101,12 +107,12 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing:
             missing_model(f"eval.evaluator.adapter: no LoRA adapter at {e.adapter} (expected adapter_config.json)",
                           missing)
     if instruction_texts is not None:
-        check_leakage(cfg, instruction_texts)
+        check_leakage(cfg, instruction_texts, present)
 
 
-def check_leakage(cfg: Config, instruction_texts: list[str]) -> None:
-    """Refuse duel instructions that are evaluation items (any split of any configured task)."""
-    for task in cfg.eval.tasks:
+def check_leakage(cfg: Config, instruction_texts: list[str], tasks: list[str] | None = None) -> None:
+    """Refuse duel instructions that are evaluation items (any split of the tasks, default every configured one)."""
+    for task in cfg.eval.tasks if tasks is None else tasks:
         spec, path = data.get_spec(task), task_file(cfg, task)
         rows = [row for split in data.read_splits(spec, path).values() for row in split.rows]
         hits = overlap(instruction_texts, [data.doc_text(spec, row) for row in rows])

@@ -60,7 +60,7 @@ def check_method(cfg: Config, instructions: list, missing: list[str] | None = No
     if cfg.method == "meta_rewarding" and (cfg.judge.rounds < 2 or cfg.judge.temperature <= 0):
         raise ConfigError("meta_rewarding: the model's judgments are compared with each other: set "
                           "judge.rounds >= 2 and judge.temperature > 0 (sampled judgments)")
-    if cfg.method == "spin":
+    if cfg.method == "spin" and instructions is not None:  # None: a dry run before the file exists
         missing = [it for it in instructions if not it.reference.strip()]
         if missing:
             raise ConfigError(f"method spin: the chosen answer is each instruction's reference, and {len(missing)} "

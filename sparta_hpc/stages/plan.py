@@ -60,8 +60,10 @@ def answering(cfg: Config, ratings: Ratings, n: int, iteration: int, policy: int
     return authors, judges
 
 
-def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str], policy: int | None = None) -> dict:
-    instructions = load_instructions(cfg.instructions)
+def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str], policy: int | None = None,
+              instructions: list | None = None) -> dict:
+    if instructions is None:
+        instructions = load_instructions(cfg.instructions)
     used = np.array([it.id in used_ids for it in instructions])
     n = cfg.tribe.duels_per_iteration
     picked = draw_instructions(len(instructions), n, used, cfg.tribe.seed, iteration)
