@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..paths import RunPaths
+from .contamination import contamination_line
 from .table import headline, load
 
 
@@ -96,4 +97,6 @@ def render(run_dirs: list[Path], fmt: str = "md") -> str:
         lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {imp} |")
     for task, why in sorted(table["left_out"].items()):
         lines.append(f"\nleft out: {task} ({why})")
+    lines.append("")
+    lines += [contamination_line(load_config(RunPaths(d).config), RunPaths(d), tasks) for d in run_dirs]
     return "\n".join(lines)

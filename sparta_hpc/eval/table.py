@@ -101,6 +101,10 @@ def render(paths: RunPaths, fmt: str = "md") -> str:
         for m in members:
             lines.append(f"| {r['task']} | {m} | "
                          + " | ".join(_cell(figure(scores, p, m, r["task"], r["report"])) for p in points) + " |")
+    from ..config import load_config  # here: the config module imports the eval package's checks
+    from .contamination import contamination_line
+
+    lines += ["", contamination_line(load_config(paths.config), paths, [r["task"] for r in rows])]
     return "\n".join(lines)
 
 

@@ -17,6 +17,10 @@ import re
 import unicodedata
 
 
+# the authors append it to every MATH problem, with no space (sparta src1/competition.py:600)
+MATH_SUFFIX = "Let's solve this problem step by step."
+
+
 def norm(text: str) -> str:
     text = " ".join(unicodedata.normalize("NFKC", text).lower().split())
     return text.rstrip(" .?")
@@ -96,3 +100,18 @@ def overlap(pool: list[tuple[dict, str]], test_keys: set[str], dev_keys: set[str
         "pool_rows_that_are_dev_items": sum(key in dev_keys for key in kept_keys),
     }
     return kept, stats
+
+
+def instruction_key(task: str, text: str) -> str:
+    """The normalised identifying part of a duel instruction of `task`'s pool (what `data prepare`
+    writes, or the authors' own wrappers): comparable with eval_key. A text in no known wrapper is
+    its own identifying part."""
+    if task in ("normad_country", "normad_value", "normad_rot"):
+        text = normad_story_train(text)
+    elif task == "truthfulqa":
+        text = truthfulqa_question_train(text)
+    elif task.startswith("math_"):
+        text = text.removesuffix(MATH_SUFFIX)
+    elif task == "medqa":  # the question, less the option lines prepare appends
+        text = medqa_question(re.sub(r"(\n[A-Z]\. [^\n]*)+\s*$", "", text))
+    return norm(text)

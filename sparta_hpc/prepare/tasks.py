@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .clean import kcross_prompt, medqa_question, norm, normad_story_train, truthfulqa_question_train
+from .clean import (MATH_SUFFIX, kcross_prompt, medqa_question, norm,  # noqa: F401 (MATH_SUFFIX: tests)
+                    normad_story_train, truthfulqa_question_train)
 from .sources import PrepareError
 
 Pool = list[tuple[dict, str]]
@@ -47,9 +48,6 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("alpaca", "data/alpaca/alpaca_data_processed.json", None, "alpaca.json", "alpaca"),
 )}
 TASK_NAMES = tuple(TASKS)
-
-# The authors' MATH prompt, appended with no space as they ran it (competition.py:600).
-MATH_SUFFIX = "Let's solve this problem step by step."
 
 
 def _json(data: bytes, where: str):

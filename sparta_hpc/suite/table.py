@@ -12,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 
+from ..config import load_config
 from ..eval.compare import compare
+from ..eval.contamination import contamination_line
 from ..paths import RunPaths
 from .spec import Run, Suite
 
@@ -98,4 +100,6 @@ def render(suite: Suite, runs: list[Run], fmt: str = "md") -> str:
     if ablations:
         text += ["", f"Ablations (against {suite.best_init}, on their own runs):", "",
                  render_table(build(runs, [suite.best_init, *ablations], list(suite.ablation_tasks)), fmt)]
+    done = [r for r in runs if has_results(r)]
+    text += [""] + [contamination_line(load_config(RunPaths(r.dir).config), RunPaths(r.dir), [r.task]) for r in done]
     return "\n".join(text)
