@@ -18,7 +18,6 @@ data parallel, so its GPU-hours scale only with the GPUs per rank. A stage given
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from . import disk, methods, resources
 from .algorithm.judging import CANDIDATES, FEW_SHOT, JUDGE_TEMPLATE

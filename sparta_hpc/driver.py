@@ -34,7 +34,7 @@ from .launch import StageFailed, run_stage
 from .gpu_checks import check_gpu_path
 from .logs import setup_logging
 from .manifest import DamagedFile
-from .overview import dry_run, first_plan, sbatch_scripts, summary_table, tribe_table
+from .overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
 from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .resources import check_resources
 from .sft_data import check_sft
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for problem in missing or []:
             log.warning("not there yet (a run would refuse it): %s", problem)
-        plan = first_plan(cfg, instructions)
+        plan = first_plan(cfg, instructions if instructions is not None else stand_ins(cfg))
         print(dry_run(cfg, paths, plan, sft_sizes))
         if args.show_sbatch:
             print(sbatch_scripts(cfg, paths, plan))

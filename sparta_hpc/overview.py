@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from . import resources
 from .config import Config
 from .cost import cost_lines
@@ -19,10 +17,13 @@ from .stages import plan as plan_stage
 
 def first_plan(cfg: Config, instructions: list | None = None) -> dict:
     """Iteration 0's plan, computed in memory (nothing is written). `instructions`: those of the file
-    (None: read it); a dry run before the file exists gives stand-ins, the shape of the plan is the same."""
-    if instructions is None and cfg.instructions.source != "demo" and not Path(cfg.instructions.source).is_file():
-        instructions = [Instruction(str(i), "(no instruction file yet)") for i in range(cfg.tribe.duels_per_iteration)]
+    (None: read it), or stand_ins() in a dry run before the file exists."""
     return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set(), instructions=instructions)
+
+
+def stand_ins(cfg: Config) -> list[Instruction]:
+    """As many placeholder instructions as an iteration draws: the plan's shape needs no text."""
+    return [Instruction(str(i), "(no instruction file yet)") for i in range(cfg.tribe.duels_per_iteration)]
 
 
 def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None) -> str:

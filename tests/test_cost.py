@@ -12,7 +12,7 @@ import yaml
 from sparta_hpc import driver
 from sparta_hpc.algorithm.judging import JUDGE_TEMPLATE
 from sparta_hpc.config import load_config
-from sparta_hpc.cost import CHAT_TOKENS, cost_lines, run_cost, tokens
+from sparta_hpc.cost import CHAT_TOKENS, cost_lines, run_cost
 
 from .conftest import SAMPLES
 
