@@ -73,7 +73,7 @@ endif
 
 # Every tier but vllm (make test-vllm): the fast tier first, then the slow ones.
 # As root the slurm tests are required: they fail, not skip, if Slurm is unreachable.
-# --durations: the slowest tests' times, to keep .ci/run within its budget (60 minutes).
+# --durations: the slowest tests' times, to keep .ci/run within its budget (35 minutes on the dev machine).
 test: test-fast tiny-tribe slurm-up
 	SPARTA_SLURM_TESTS=$(if $(IS_ROOT),required,skip) $(PY) -m pytest -q -ra --durations=12 \
 		-m "(slow or slurm or gpu) and not vllm"

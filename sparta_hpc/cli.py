@@ -14,6 +14,7 @@
     sparta-hpc report RUN_DIR [--out DIR]
     sparta-hpc verify RUN_DIR
     sparta-hpc data prepare --out DIR [--tasks t1,t2] [--sparta-repo PATH|URL] [--model-swarm-repo PATH|URL]
+                            [--alpaca-eval-repo PATH|URL]
                             [--authors-pools] [--math-test PATH] [--eval-file TASK=PATH] [--tulu PATH]
     sparta-hpc suite plan|submit|status|table SUITE.yaml [--format md|csv] [--dry-run]
 """
@@ -269,7 +270,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         if args.math_test:
             eval_files.update({t: args.math_test for t in ("math_easy", "math_medium", "math_hard")})
         opts = Options(out=args.out, tasks=tuple(args.tasks.split(",")) if args.tasks else TASK_NAMES,
-                       sparta=args.sparta_repo, model_swarm=args.model_swarm_repo, authors_pools=args.authors_pools,
+                       sparta=args.sparta_repo, model_swarm=args.model_swarm_repo,
+                       alpaca_eval=args.alpaca_eval_repo, authors_pools=args.authors_pools,
                        eval_files={t: Path(p) for t, p in eval_files.items()}, tulu=args.tulu,
                        pins=load_pins(args.pins), cache=args.cache)
         manifest = prepare(opts)
@@ -390,11 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparta-repo", help="yurujiang2003/sparta: a checkout, bare git dir or folder, or a URL "
                                          "(default: the GitHub URL, cloned into --cache)")
     p.add_argument("--model-swarm-repo", help="BunsenFeng/model_swarm: the same")
+    p.add_argument("--alpaca-eval-repo", help="tatsu-lab/alpaca_eval (the Alpaca column's 805 instructions): the same")
     p.add_argument("--authors-pools", action="store_true",
                    help="keep the authors' pools exactly, test items included (counted in the manifest)")
     p.add_argument("--math-test", help="the MATH test set (.jsonl/.json/.parquet of {problem, level, solution})")
     p.add_argument("--eval-file", action="append", default=[], metavar="TASK=PATH",
-                   help="an evaluation file for a task with no published split (com2, alpaca, normad_rot)")
+                   help="an evaluation file for a task with no published split (com2, normad_rot), "
+                        "or one replacing AlpacaEval's for alpaca")
     p.add_argument("--tulu", type=Path, help="a local copy of allenai/tulu-v2-sft-mixture (.jsonl or a folder)")
     p.add_argument("--pins", type=Path, help="a JSON file of commit and sha256 pins replacing the real ones")
     p.add_argument("--cache", type=Path, help="where URLs are cloned (default ~/.cache/sparta_hpc/sources)")

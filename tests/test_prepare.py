@@ -26,11 +26,13 @@ from sparta_hpc.prepare.run import MANIFEST, Options, prepare
 from sparta_hpc.prepare.sources import PINS, PrepareError, SourceChanged, git_blob_id, sha256
 from sparta_hpc.prepare.tasks import MATH_SUFFIX, TASK_NAMES, TASKS
 
-from .conftest import SAMPLES
+from .conftest import ROOT, SAMPLES
 
 NORMAD_TEST_IN_TRAIN = 10  # NormAd test stories put into the authors' train split
 TQA_TEST_QUESTIONS = 5  # TruthfulQA test questions, two candidate answers each
 MATH_TEST_IN_TRAIN = 4  # MATH easy training problems that the MATH test file given also holds
+ALPACA_EVAL_IN_TRAIN = 3  # AlpacaEval instructions in the authors' Alpaca pool
+ALPACA_EVAL_ROWS = [json.loads(line) for line in (ROOT / "tests/assets/eval/alpaca.jsonl").read_text().splitlines()]
 
 
 def _sample(name: str) -> dict:
@@ -65,7 +67,20 @@ def _sparta_files() -> dict[str, str]:
         "data/MATH/train_by_difficulty/easy.jsonl": (SAMPLES / "math_easy.jsonl").read_text(),
         "data/MATH/train_by_difficulty/medium.jsonl": (SAMPLES / "math_medium.jsonl").read_text(),
         "data/com2/train.json": (SAMPLES / "com2.json").read_text(),
-    }  # absent, as from the real mirror: MATH hard, alpaca, rule_of_thumb, medqa
+        # the authors' Alpaca pool (absent from the real mirror): some AlpacaEval instructions among its rows
+        "data/alpaca/alpaca_data_processed.json": json.dumps(
+            [{"instruction": r["instruction"], "input": r.get("input", ""), "output": "..."}
+             for r in ALPACA_EVAL_ROWS[:ALPACA_EVAL_IN_TRAIN]]
+            + [{"instruction": f"Name {n} colours.", "input": "", "output": "..."} for n in ("two", "three")]),
+    }  # absent, as from the real mirror: MATH hard, rule_of_thumb, medqa
+
+
+def _alpaca_eval_files() -> dict[str, str]:
+    """AlpacaEval's reference outputs file, {dataset, instruction, output, generator} rows: the 10
+    project-written instructions of tests/assets/eval/alpaca.jsonl stand for its 805."""
+    rows = [{"dataset": "selfinstruct", "instruction": r["instruction"], "input": r.get("input", ""),
+             "output": "...", "generator": "gpt4_1106_preview"} for r in ALPACA_EVAL_ROWS]
+    return {"results/gpt4_1106_preview/model_outputs.json": json.dumps(rows, indent=2)}
 
 
 def _story(row: dict) -> str:
@@ -106,21 +121,26 @@ def sources(tmp_path_factory) -> dict:
     sparta_files, ms_files = _sparta_files(), _model_swarm_files()
     sparta_commit = _git_repo(root / "sparta", sparta_files)
     ms_commit = _git_repo(root / "model_swarm", ms_files)
+    ae_files = _alpaca_eval_files()
+    ae_commit = _git_repo(root / "alpaca_eval", ae_files)
     pins = {"sparta": _pins(sparta_files, sparta_commit, PINS["sparta"]),
-            "model_swarm": _pins(ms_files, ms_commit, PINS["model_swarm"])}
+            "model_swarm": _pins(ms_files, ms_commit, PINS["model_swarm"]),
+            "alpaca_eval": _pins(ae_files, ae_commit, PINS["alpaca_eval"])}
     (root / "pins.json").write_text(json.dumps(pins))
     easy = (SAMPLES / "math_easy.jsonl").read_text().splitlines()
     math_test = [json.loads(line) for line in easy[:MATH_TEST_IN_TRAIN]]
     math_test += [{"problem": "What is $2+3$?", "level": "Level 3", "solution": "$\\boxed{5}$"},
                   {"problem": "What is $7 \\cdot 6$?", "level": "Level 5", "solution": "$\\boxed{42}$"}]
     (root / "math_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in math_test))
-    return {"root": root, "sparta": str(root / "sparta"), "model_swarm": str(root / "model_swarm"), "pins": pins,
+    return {"root": root, "sparta": str(root / "sparta"), "model_swarm": str(root / "model_swarm"),
+            "alpaca_eval": str(root / "alpaca_eval"), "pins": pins,
             "pins_file": root / "pins.json", "math_test": root / "math_test.jsonl", "sparta_files": sparta_files}
 
 
 def _options(sources: dict, out: Path, **kw) -> Options:
     kw.setdefault("eval_files", {t: sources["math_test"] for t in ("math_easy", "math_medium", "math_hard")})
-    return Options(out=out, sparta=sources["sparta"], model_swarm=sources["model_swarm"], pins=sources["pins"], **kw)
+    return Options(out=out, sparta=sources["sparta"], model_swarm=sources["model_swarm"],
+                   alpaca_eval=sources["alpaca_eval"], pins=sources["pins"], **kw)
 
 
 def _pool(out: Path, task: str) -> list[dict]:
@@ -142,7 +162,8 @@ def test_layout_schemas_and_no_test_item_in_any_pool(sources, tmp_path):
     tasks = manifest["tasks"]
     assert set(tasks) == set(TASK_NAMES)
     complete = {t for t, e in tasks.items() if e["status"] == "complete"}
-    assert complete == {"gsm8k", "normad_country", "normad_value", "kcross", "truthfulqa", "math_easy", "math_medium"}
+    assert complete == {"gsm8k", "normad_country", "normad_value", "kcross", "truthfulqa", "math_easy", "math_medium",
+                        "alpaca"}
     for task in complete:
         rows = _pool(out, task)
         assert rows and all(set(r) <= {"id", "instruction", "reference"} and r["instruction"] for r in rows)
@@ -150,19 +171,18 @@ def test_layout_schemas_and_no_test_item_in_any_pool(sources, tmp_path):
         spec = eval_data.get_spec(task)
         found = eval_data.read_splits(spec, out / "eval" / TASKS[task].eval_name)  # loads as eval reads it
         test_keys = {eval_key(task, r) for r in found["test"].rows} if "test" in found else set()
-        if task.startswith("math_"):  # a given MATH test set: every row is a test item
+        if task.startswith("math_") or task == "alpaca":  # a test set without splits: every row is a test item
             test_keys |= {eval_key(task, r) for split in found.values() for r in split.rows}
         assert not test_keys & {_train_key(task, r) for r in rows}, task
         for rel, record in tasks[task]["files"].items():
             assert sha256((out / rel).read_bytes()) == record["sha256"]
-            commits = (sources["pins"]["sparta"]["commit"], sources["pins"]["model_swarm"]["commit"])
+            commits = [sources["pins"][repo]["commit"] for repo in ("sparta", "model_swarm", "alpaca_eval")]
             assert record["source"].get("commit") in commits or rel.startswith("eval/math")
     # the MATH levels come from one test file: levels 1-2, 3, 4-5
     assert sum(tasks["math_medium"]["files"]["eval/math_medium.jsonl"]["rows"].values()) == 1
     # the missing sources are named with what to do, and their tasks are partial
     missing = {t: [m["file"] for m in e["missing"]] for t, e in tasks.items() if e["missing"]}
     assert missing == {"medqa": ["medqa/train.jsonl"], "math_hard": ["math_hard/train.jsonl"],
-                       "alpaca": ["eval/alpaca.json", "alpaca/train.jsonl"],
                        "normad_rot": ["eval/normad_rot.json", "normad_rot/train.jsonl"], "com2": ["eval/com2.json"]}
     assert "data/medqa/US_train_processed.json" in tasks["medqa"]["missing"][0]["why"]
     assert "--eval-file com2=PATH" in tasks["com2"]["missing"][0]["why"]
@@ -192,6 +212,28 @@ def test_overlaps_removed_and_counted(sources, tmp_path):
     gsm = tasks["gsm8k"]["overlap"]
     assert (gsm["removed_rows"], gsm["dev_items_in_pool"], gsm["rows"]) == (0, 15, 16)
     assert tasks["math_easy"]["overlap"]["removed_rows"] == MATH_TEST_IN_TRAIN
+
+
+def test_alpaca_is_evaluated_on_alpaca_evals_instructions_and_its_pool_is_clean(sources, tmp_path):
+    out = tmp_path / "data"
+    entry = prepare(_options(sources, out, tasks=("alpaca",)))["tasks"]["alpaca"]
+    assert entry["status"] == "complete"
+    record = entry["files"]["eval/alpaca.json"]
+    assert record["source"]["path"] == "results/gpt4_1106_preview/model_outputs.json"
+    assert record["source"]["commit"] == sources["pins"]["alpaca_eval"]["commit"]
+    rows = json.loads((out / "eval" / "alpaca.json").read_text())
+    assert [r["instruction"] for r in rows] == [r["instruction"] for r in ALPACA_EVAL_ROWS]
+    assert all(set(r) == {"instruction", "input", "dataset"} for r in rows)
+    assert sum(record["rows"].values()) == len(ALPACA_EVAL_ROWS)  # split 20/80 by hash as eval reads it
+    ov = entry["overlap"]  # every AlpacaEval instruction counts as a test item, dev included
+    assert (ov["source_rows"], ov["removed_rows"], ov["rows"]) == (ALPACA_EVAL_IN_TRAIN + 2, ALPACA_EVAL_IN_TRAIN, 2)
+    assert [r["instruction"] for r in _pool(out, "alpaca")] == ["Name two colours.", "Name three colours."]
+    # a user's file replaces AlpacaEval's, and says so
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"instruction": "Write a haiku about rain."}) + "\n")
+    entry = prepare(_options(sources, tmp_path / "own", tasks=("alpaca",), eval_files={"alpaca": own}))["tasks"]
+    assert entry["alpaca"]["files"]["eval/alpaca.json"]["source"]["path"] == str(own)
+    assert any("replaces results/gpt4_1106_preview/model_outputs.json" in n for n in entry["alpaca"]["notes"])
 
 
 def test_authors_pools_are_kept_and_their_test_items_counted(sources, tmp_path):

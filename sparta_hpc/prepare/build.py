@@ -18,8 +18,8 @@ from ..config_overrides import ConfigError
 from ..eval import data as eval_data
 from ..instructions import iter_rows
 from .clean import eval_key, overlap
-from .sources import PrepareError, Source, SourceMissing, sha256
-from .tasks import Pool, Task, convert, kcross_dev_pool
+from .sources import ALPACA_EVAL, PrepareError, Source, SourceMissing, sha256
+from .tasks import Pool, Task, convert, eval_file_bytes, kcross_dev_pool
 
 log = logging.getLogger("sparta_hpc.prepare")
 
@@ -28,8 +28,6 @@ NO_SPLIT_HELP = {
             "e.g. the `test` split of hendrycks/competition_math saved where the hub is reachable) with "
             "--math-test PATH",
     "com2": "give a COM2 evaluation file (a JSON list or JSONL of {prompt, gold}) with --eval-file com2=PATH",
-    "alpaca": "give the evaluation instructions (e.g. AlpacaEval's 805, {instruction, input?}) with "
-              "--eval-file alpaca=PATH",
     "normad": "give a NormAd rule-of-thumb file ({dev: [...], test: [...]} of {question, choices, answer}) with "
               "--eval-file normad_rot=PATH",
 }
@@ -44,11 +42,18 @@ def write_file(tmp: Path, rel: str, payload: bytes, record: dict) -> dict:
 
 def user_eval_bytes(task: Task, path: Path) -> bytes:
     """A user's evaluation file for a task with no published split: MATH rows of the task's levels as
-    JSONL (one MATH test file serves the three MATH tasks), any other file as it is."""
+    JSONL (one MATH test file serves the three MATH tasks), JSONL rows as a JSON list where the name is
+    .json, any other file as it is."""
     if not path.is_file():
         raise SourceMissing(f"{task.name}: the evaluation file {path} does not exist")
-    if task.kind != "math":
+    if task.kind != "math" and not (path.suffix == ".jsonl" and task.eval_name.endswith(".json")):
         return path.read_bytes()
+    if task.kind != "math":  # JSONL rows under a .json name: written as the JSON list that name promises
+        try:
+            rows = [row for _, row in iter_rows(path, f"--eval-file {task.name}")]
+        except ConfigError as err:
+            raise PrepareError(f"{task.name}: {err}") from None
+        return json.dumps(rows, ensure_ascii=False, indent=1).encode()
     spec = eval_data.get_spec(task.name)
     try:
         rows = [row for _, row in iter_rows(path, "--math-test")
@@ -70,11 +75,14 @@ def build_task(task: Task, tmp: Path, source: dict[str, Callable[[], Source]], a
 
     # --- the evaluation split: published (model_swarm), given by the user, or missing -------------
     payload, record = None, None
-    if task.evaluation:
+    if eval_file is not None and task.eval_source == ALPACA_EVAL:
+        entry["notes"].append(f"the evaluation file given ({eval_file}) replaces {task.evaluation}")
+    if task.evaluation and not (eval_file is not None and task.eval_source == ALPACA_EVAL):
         try:
-            ms: Source = source["model_swarm"]()
-            payload = ms.read(task.evaluation)
-            record = {"source": ms.source_record(task.evaluation, payload)}
+            published: Source = source[task.eval_source]()
+            raw = published.read(task.evaluation)
+            payload = eval_file_bytes(task, raw)
+            record = {"source": published.source_record(task.evaluation, raw)}
         except SourceMissing as err:
             entry["missing"].append({"file": rel_eval, "why": str(err)})
     elif eval_file is not None:
@@ -97,11 +105,11 @@ def build_task(task: Task, tmp: Path, source: dict[str, Callable[[], Source]], a
         entry["files"][rel_eval] = record
     test_keys = {eval_key(task.name, row) for row in splits.get("test", [])}
     dev_keys = {eval_key(task.name, row) for row in splits.get("dev", [])}
-    if eval_file is not None and payload is not None:
-        # data.py cuts a file without splits 20/80 by hash, but every row of a user's test set (MATH's
-        # test split) is a test item: none of them may be a duel instruction
+    if payload is not None and (eval_file is not None or task.eval_source == ALPACA_EVAL):
+        # data.py cuts a file without splits 20/80 by hash, but every row of a test set (MATH's test
+        # split, AlpacaEval's 805) is a test item: none of them may be a duel instruction
         test_keys, dev_keys = test_keys | dev_keys, set()
-        entry["notes"].append("every row of the given evaluation file counts as a test item (dev included)")
+        entry["notes"].append("every row of the evaluation file counts as a test item (dev included)")
 
     # --- the duel pool --------------------------------------------------------------------------
     pool, pool_source, train_bytes = None, None, None

@@ -28,7 +28,7 @@ from ..config_overrides import ConfigError
 from ..instructions import iter_rows
 from ..io_utils import atomic_write_json
 from .build import build_task
-from .sources import MODEL_SWARM, PINS, SPARTA, PrepareError, Source, sha256
+from .sources import ALPACA_EVAL, MODEL_SWARM, PINS, SPARTA, PrepareError, Source, sha256
 from .tasks import TASK_NAMES, TASKS
 
 log = logging.getLogger("sparta_hpc.prepare")
@@ -43,6 +43,7 @@ class Options:
     tasks: tuple[str, ...] = TASK_NAMES
     sparta: str | None = None  # a path or URL; None: the pinned URL
     model_swarm: str | None = None
+    alpaca_eval: str | None = None
     authors_pools: bool = False
     eval_files: dict[str, Path] = field(default_factory=dict)  # task -> a user's evaluation file
     tulu: Path | None = None
@@ -61,7 +62,7 @@ def prepare(opts: Options) -> dict:
         shutil.rmtree(stale, ignore_errors=True)
     manifest = _read_manifest(out)
     opened: dict[str, Source] = {}
-    locations = {SPARTA: opts.sparta, MODEL_SWARM: opts.model_swarm}
+    locations = {SPARTA: opts.sparta, MODEL_SWARM: opts.model_swarm, ALPACA_EVAL: opts.alpaca_eval}
 
     def opener(name: str):
         def open_source() -> Source:
@@ -123,6 +124,8 @@ def _inputs(opts: Options, task: str) -> dict:
     """What a task's files depend on: a rerun with other inputs builds the task again."""
     inputs = {"mode": "authors" if opts.authors_pools else "clean",
               SPARTA: opts.pins[SPARTA]["commit"], MODEL_SWARM: opts.pins[MODEL_SWARM]["commit"]}
+    if TASKS[task].eval_source == ALPACA_EVAL:
+        inputs[ALPACA_EVAL] = opts.pins[ALPACA_EVAL]["commit"]
     if task in opts.eval_files and Path(opts.eval_files[task]).is_file():
         inputs["eval_file_sha256"] = sha256(Path(opts.eval_files[task]).read_bytes())
     return inputs

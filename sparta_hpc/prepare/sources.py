@@ -1,9 +1,11 @@
 """The public sources of `sparta-hpc data prepare`, pinned: repository, commit, and each file's hashes.
 
-Two repositories hold the paper's data (docs/data.md):
+Three repositories hold the paper's data (docs/data.md):
 
 - github.com/yurujiang2003/sparta (MIT), the SPARTA authors' per-task training files under data/;
-- github.com/BunsenFeng/model_swarm (Apache-2.0), their group's evaluation splits under data/eval/.
+- github.com/BunsenFeng/model_swarm (Apache-2.0), their group's evaluation splits under data/eval/;
+- github.com/tatsu-lab/alpaca_eval (Apache-2.0), AlpacaEval's 805 instructions for the Alpaca column,
+  which has no published split of the group's (the paper's Table 1 rates Alpaca answers 1-10).
 
 A source location is a URL (cloned once into a cache folder, then read at the pinned commit) or a
 local path: a git checkout or bare git directory (read at the pinned commit with `git show`, so the
@@ -25,7 +27,8 @@ from pathlib import Path
 
 log = logging.getLogger("sparta_hpc.prepare")
 
-SPARTA, MODEL_SWARM = "sparta", "model_swarm"
+SPARTA, MODEL_SWARM, ALPACA_EVAL = "sparta", "model_swarm", "alpaca_eval"
+REPOS = (SPARTA, MODEL_SWARM, ALPACA_EVAL)
 
 # From the bare mirrors at these commits (git ls-tree; sha256 of `git show COMMIT:PATH`).
 # sha256 None: the blob is absent from that mirror, so only its git blob id is pinned.
@@ -92,6 +95,17 @@ PINS: dict[str, dict] = {
                 "sha256": "90b3fe34e00e5a94624a04e77377ec760b1f3ce96cb809c9eac5194f276852b2"},
         },
     },
+    ALPACA_EVAL: {
+        "url": "https://github.com/tatsu-lab/alpaca_eval",
+        "commit": "cd543a149df89434d8a54582c0151c0b945c3d20",
+        "files": {
+            # AlpacaEval 2.0's reference outputs: the 805 evaluation instructions, each with its `dataset`
+            # (the same instructions as the hub's tatsu-lab/alpaca_eval, which compute nodes cannot reach)
+            "results/gpt4_1106_preview/model_outputs.json": {
+                "blob": "b14cf950ba73803cdf8bcc891e3ea5af96f783ce",
+                "sha256": "83db546b872ddebee8965fd05fa48461ee3c32bc695c62fb57f2d214ff741ec4"},
+        },
+    },
 }
 
 
@@ -118,6 +132,7 @@ def load_pins(path: str | Path | None) -> dict[str, dict]:
     for name in (SPARTA, MODEL_SWARM):
         if name not in pins or not {"commit", "files"} <= set(pins[name]):
             raise PrepareError(f"--pins {path}: needs {{{name!r}: {{'commit', 'files': {{path: {{sha256, blob}}}}}}}}")
+    pins.setdefault(ALPACA_EVAL, PINS[ALPACA_EVAL])  # a file that re-pins the paper's two repositories only
     return pins
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .clean import (MATH_SUFFIX, kcross_prompt, medqa_question, norm,  # noqa: F401 (MATH_SUFFIX: tests)
                     normad_story_train, truthfulqa_question_train)
-from .sources import PrepareError
+from .sources import ALPACA_EVAL, MODEL_SWARM, PrepareError
 
 Pool = list[tuple[dict, str]]
 
@@ -24,9 +24,10 @@ Pool = list[tuple[dict, str]]
 class Task:
     name: str
     train: str | None  # the authors' training file in the sparta repository
-    evaluation: str | None  # the published evaluation split in model_swarm, None: no published split
+    evaluation: str | None  # the published evaluation file, None: none published
     eval_name: str  # the file under DIR/eval (sparta_hpc/eval/plan.py DEFAULT_FILES)
     kind: str  # the converter
+    eval_source: str = MODEL_SWARM  # the repository that holds `evaluation`
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -45,7 +46,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("math_medium", "data/MATH/train_by_difficulty/medium.jsonl", None, "math_medium.jsonl", "math"),
     Task("math_hard", "data/MATH/train_by_difficulty/hard.jsonl", None, "math_hard.jsonl", "math"),
     Task("com2", "data/com2/train.json", None, "com2.json", "com2"),
-    Task("alpaca", "data/alpaca/alpaca_data_processed.json", None, "alpaca.json", "alpaca"),
+    Task("alpaca", "data/alpaca/alpaca_data_processed.json", "results/gpt4_1106_preview/model_outputs.json",
+         "alpaca.json", "alpaca", ALPACA_EVAL),
 )}
 TASK_NAMES = tuple(TASKS)
 
@@ -135,3 +137,16 @@ def kcross_dev_pool(dev_rows: list[dict]) -> Pool:
     is model_swarm's test split, so it cannot be the pool of a clean run)."""
     return [(_row(r.get("id", i), text := kcross_prompt(r), r.get("answer")), norm(text))
             for i, r in enumerate(dev_rows)]
+
+
+def eval_file_bytes(task: Task, data: bytes) -> bytes:
+    """A published evaluation file as eval.data_dir reads it: model_swarm's as they are; AlpacaEval's
+    reference outputs as its instructions only ({instruction, input, dataset}: the evaluation rates the model's
+    own answer, the reference model's is not needed)."""
+    if task.eval_source != ALPACA_EVAL:
+        return data
+    where = f"{task.name}: {task.evaluation}"
+    # `input` is empty in AlpacaEval (the instruction holds it all) but is the eval's field, so keep it
+    rows = [{"instruction": _field(r, "instruction", where), "input": str(r.get("input") or ""),
+             "dataset": r.get("dataset")} for r in _rows(_json(data, where), where)]
+    return json.dumps(rows, ensure_ascii=False, indent=1).encode()
