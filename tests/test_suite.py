@@ -223,6 +223,18 @@ def test_the_paper_suite_plans_120_runs_without_models_or_data(capsys):
     assert "suite total: 120 runs" in text
 
 
+def test_an_unset_variable_in_the_suite_paths_is_named(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.delenv("SPARTA_TEST_UNSET", raising=False)
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"dir: $SPARTA_TEST_UNSET/runs\ndata: data\ntasks: [gsm8k]\n"
+                    f"methods: {{sparta: {ROOT / 'configs' / 'tiny.yaml'}}}\n")
+    assert cli.main(["suite", "plan", str(path)]) == 0  # the plan still shows the cost
+    assert "dir/data name $SPARTA_TEST_UNSET, not set: export it" in capsys.readouterr().out
+    assert cli.main(["suite", "submit", str(path)]) == 2
+    assert "$SPARTA_TEST_UNSET, not set: export it; nothing submitted" in caplog.text
+    assert not (tmp_path / "$SPARTA_TEST_UNSET").exists() and not (tmp_path / "suite").exists()
+
+
 def test_a_bad_suite_is_refused_naming_the_key(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("dir: runs\ndata: data\ntasks: [gsm8k, nope]\nmethods: {sparta: x.yaml}\n")

@@ -47,10 +47,12 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False) -> int:
     except ConfigError as err:
         log.error("suite: %s", err)
         return 2
+    unset = (f"{suite.path}: dir/data name ${', $'.join(suite.unset)}, not set: export "
+             f"{'it' if len(suite.unset) == 1 else 'them'} (the paths hold the literal name until then)") if suite.unset else ""
     if action == "plan":
         from .plan import render
 
-        print(render(suite, runs))
+        print(render(suite, runs) + (f"\nwarning: {unset}" if unset else ""))
         return 0
     if action == "status":
         print("\n".join(status_lines(suite, runs)))
@@ -63,6 +65,8 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False) -> int:
     from .submit import check_runs, submit
 
     try:
+        if unset:
+            raise ConfigError(unset.replace(" (the paths hold the literal name until then)", "; nothing submitted"))
         check_runs(runs)
     except ConfigError as err:
         log.error("suite: %s", err)

@@ -59,6 +59,7 @@ class Suite:
     overrides: tuple[str, ...] = ()
     best_init: str = "sparta"
     sbatch: tuple[str, ...] = ()
+    unset: tuple[str, ...] = ()  # environment variables that `dir` or `data` name and that are not set
 
 
 @dataclass
@@ -138,12 +139,14 @@ def load_suite(path: str | Path) -> Suite:
         raise ConfigError(f"{path}: best_init: {best!r} is not one of the methods (the run whose initial evaluation "
                           "chooses each task's BEST INIT)")
     folder = path.parent
-    return Suite(path=path, dir=(folder / os.path.expandvars(str(data["dir"]))).resolve(),
-                 data=(folder / os.path.expandvars(str(data["data"]))).resolve(), tasks=tasks,
+    run_dir, data_dir = os.path.expandvars(str(data["dir"])), os.path.expandvars(str(data["data"]))
+    # an unset variable stays as `$NAME` in the path: plan says so, submit refuses (suite/__init__.py)
+    unset = tuple(dict.fromkeys(re.findall(r"\$\{?(\w+)", run_dir + " " + data_dir)))
+    return Suite(path=path, dir=(folder / run_dir).resolve(), data=(folder / data_dir).resolve(), tasks=tasks,
                  entries=tuple(entries),
                  ablation_tasks=_tasks(data.get("ablation_tasks"), f"{path}: ablation_tasks") or tasks,
                  overrides=_strings(data.get("overrides"), f"{path}: overrides"), best_init=best,
-                 sbatch=_strings(data.get("sbatch"), f"{path}: sbatch"))
+                 sbatch=_strings(data.get("sbatch"), f"{path}: sbatch"), unset=unset)
 
 
 def task_overrides(suite: Suite, task: str, run_dir: Path) -> list[str]:
