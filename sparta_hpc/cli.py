@@ -7,7 +7,7 @@
     sparta-hpc eval RUN_DIR [--iteration N | --initial] [eval.NAME=VALUE ...]
     sparta-hpc eval --model PATH [--adapter PATH] --tasks gsm8k,medqa --data-dir DIR --out DIR [eval.NAME=VALUE ...]
     sparta-hpc eval-table RUN_DIR [--format md|csv]
-    sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv]
+    sparta-hpc compare RUN_DIR [RUN_DIR ...] [--format md|csv] [--selection best-dev|last] [--seed 0]
     sparta-hpc init-tribe --config CONFIG [--dry-run] [section.name=value ...]
     sparta-hpc score TASK PREDICTIONS.jsonl
     sparta-hpc status RUN_DIR [--watch [SECONDS]] [--events N]
@@ -16,7 +16,8 @@
     sparta-hpc data prepare --out DIR [--tasks t1,t2] [--sparta-repo PATH|URL] [--model-swarm-repo PATH|URL]
                             [--alpaca-eval-repo PATH|URL]
                             [--authors-pools] [--math-test PATH] [--eval-file TASK=PATH] [--tulu PATH]
-    sparta-hpc suite plan|submit|status|table SUITE.yaml [--format md|csv] [--dry-run]
+    sparta-hpc suite plan|submit|status|table SUITE.yaml [--format md|csv] [--dry-run] [--selection best-dev|last]
+                     [--seed 0]
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .eval.compare import render
 
     try:
-        print(render(args.run_dirs, args.format))
+        print(render(args.run_dirs, args.format, args.selection, args.seed))
     except ValueError as err:
         log.error("compare: %s", err)
         return 2
@@ -255,7 +256,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_suite(args: argparse.Namespace) -> int:
     from .suite import main as suite_main
 
-    return suite_main(args.action, args.suite, args.format, args.dry_run)
+    return suite_main(args.action, args.suite, args.format, args.dry_run, args.selection, args.seed)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
@@ -286,6 +287,15 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         return 1
     log.info("data prepare: %d task(s) ready in %s", len(opts.tasks), args.out)
     return 0
+
+
+def add_selection_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """--selection and --seed of the tables that compare a method with BEST INIT."""
+    p.add_argument("--selection", choices=("best-dev", "last"), default="best-dev",
+                   help=f"{prefix}per task, the member x iteration best on dev (default), or the best on dev "
+                        "among the last iteration's members")
+    p.add_argument("--seed", type=int, default=0,
+                   help=f"{prefix}seed of the paired bootstrap against BEST INIT (10,000 resamples; default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="runs side by side, the paper's Table 1: a row per method, a column per task")
     p.add_argument("run_dirs", type=Path, nargs="+")
     p.add_argument("--format", choices=("md", "csv"), default="md")
+    add_selection_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("init-tribe", help="SFT the initial tribe (the sft stage: one expert adapter per member) "
@@ -381,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("suite", help="a suite file (configs/table1.yaml)")
     p.add_argument("--format", choices=("md", "csv"), default="md", help="table: markdown or CSV")
     p.add_argument("--dry-run", action="store_true", help="submit: say what would be submitted, submit nothing")
+    add_selection_args(p, "table: ")
     p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser("data", help="the paper's data: per-task duel pools and evaluation files")

@@ -166,10 +166,16 @@ def test_compare_prints_one_row_per_method_and_a_column_per_task(runs, capsys):
     assert cli.main(["compare", *(str(paths.root) for paths, _ in runs.values())]) == 0
     table = capsys.readouterr().out
     lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| method | gsm8k | medqa | vs BEST INIT |"
+    assert lines[0] == "| method | gsm8k | medqa | vs BEST INIT | selected among |"
     labels = [line.split(" | ")[0][2:] for line in lines[1:]]
     assert labels == ["BEST INIT"] + [f"{m} ({m})" for m in ["sparta"] + BASELINES]
     assert "**" in table  # the best value per column is marked
+    # each value with its standard error and N (eval.limit 2), the significance legend, and among how many
+    # checkpoints each row chose: the 3 experts at the start (each run evaluated them: counted once), the
+    # tribe's 3 members after its 1 iteration, a baseline's one model
+    assert all(line.count(" (N=2)") == 2 and line.count(" ± ") == 2 for line in lines[1:])
+    assert "`***` p < 0.001: the difference from BEST INIT in a two-sided paired bootstrap" in table
+    assert [line.split(" | ")[-1] for line in lines[1:]] == ["3 checkpoints |"] * 2 + ["1 checkpoint |"] * 4
     # the instructions are the same for every method (seed, iteration)
     texts = {m: [r["text"] for r in read_json(paths.plan(0))["instructions"]] for m, (paths, _) in runs.items()}
     assert all(t == texts["sparta"] for t in texts.values())

@@ -201,7 +201,8 @@ def test_table_rows_are_methods_columns_tasks_values_each_runs_own(done):
     text = out.getvalue()
     assert code == 0
     rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    assert rows[0] == ["method", *TASKS, "improvement_over_best_init"]
+    assert rows[0] == ["method", *TASKS, "improvement_over_best_init",
+                       *(f"{t}_{x}" for t in TASKS for x in ("stderr", "n", "p_value", "n_paired", "candidates"))]
     assert [r[0] for r in rows[1:]] == ["BEST INIT", *METHODS]
     for r in rows[1:]:
         for task, cell in zip(TASKS, r[1:3]):
@@ -212,6 +213,30 @@ def test_table_rows_are_methods_columns_tasks_values_each_runs_own(done):
             assert float(cell) == pytest.approx(want)
             if r[0] != "BEST INIT":
                 assert float(cell) == pytest.approx(0.01 * (RUNS.index(f"{r[0]}-{task}") + 1))
+
+
+def test_table_marks_the_difference_from_best_init_with_n_stderr_and_candidates(done):
+    _, _, seen = done
+    text = seen["table_md"][1]
+    assert "| method | gsm8k | medqa | vs BEST INIT | selected among |" in text
+    assert "`*` p < 0.05, `**` p < 0.01, `***` p < 0.001: the difference from BEST INIT in a two-sided paired " \
+           "bootstrap over the test items (10,000 resamples, seed 0)" in text
+    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in text.splitlines()
+                              if line.startswith("| ") and "---" not in line and not line.startswith("| method"))}
+    assert list(rows) == ["BEST INIT", *METHODS]
+    for name, cells in rows.items():  # every cell: its value, ± its standard error and N (eval.limit: 2 items)
+        assert all(" ± " in c and c.split(" (N=")[1].startswith("2)") for c in cells[1:3]), cells
+        # 3 members at the start (BEST INIT) and after the 1 iteration; a baseline trains one model
+        assert cells[4] == ("1 checkpoint" if name in ("self_rewarding", "spin") else "3 checkpoints")
+    rows = [r for r in csv.reader(io.StringIO(seen["table"][1])) if r]
+    for r in rows[1:]:
+        got = dict(zip(rows[0], r))
+        for task in TASKS:
+            if r[0] == "BEST INIT":
+                assert got[f"{task}_p_value"] == "" and got[f"{task}_candidates"] == "3"
+            else:  # the baseline's items paired with the SPARTA run's initial evaluation, on what was asked
+                assert 0 < float(got[f"{task}_p_value"]) <= 1 and got[f"{task}_n_paired"] == "2"
+            assert got[f"{task}_n"] == "2" and float(got[f"{task}_stderr"]) >= 0
 
 
 def test_the_paper_suite_plans_120_runs_without_models_or_data(capsys):

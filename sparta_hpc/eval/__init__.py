@@ -13,6 +13,7 @@ metrics, aggregation, standard errors). Importing it does not import lm-eval.
     task.py      the API below
     leakage.py   training instructions that are evaluation items
     score_cli.py `sparta-hpc score TASK PREDICTIONS.jsonl`
+    significance.py  the paired bootstrap of compare's marks against BEST INIT
 """
 
 from .data import TASK_NAMES, EvalDataError

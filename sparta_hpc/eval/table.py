@@ -8,6 +8,10 @@ the test split. BEST INIT is chosen the same way among the initial members, so
 both sides of the comparison are selected alike. Where only one split was
 evaluated, it serves both roles (the table says so). The change is SPARTA /
 BEST INIT - 1; the average over the tasks is the paper's "+7.0%".
+
+`selection` (compare and suite table's --selection): best-dev is that rule; last picks among the
+members of the last evaluated iteration only (a one-model baseline: its last model). Each row says
+among how many candidates (member x point with a figure on the selection split) it was chosen.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import io
 
 from ..io_utils import read_json
 from ..paths import INITIAL, RunPaths
+
+SELECTIONS = ("best-dev", "last")
 
 
 def point_name(point: int) -> str:
@@ -45,21 +51,34 @@ def best(scores: dict, candidates: list[tuple[str, int]], task: str, select: str
     return member, point, figure(scores, point, member, task, report)
 
 
-def headline(scores: dict) -> list[dict]:
-    """Per task: BEST INIT, the selected model (SPARTA's, or a baseline's) and the relative change."""
+def candidates(scores: dict, members: list[str], task: str, select: str, selection: str = "best-dev"):
+    """The trained member x points the selection ranks on `select`: every one with a figure (best-dev),
+    or those of the last point with one (last)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection: one of {', '.join(SELECTIONS)}, got {selection!r}")
+    found = [(m, p) for p in sorted(scores) if p != INITIAL for m in members if figure(scores, p, m, task, select)]
+    last = max((p for _, p in found), default=None)
+    return [(m, p) for m, p in found if p == last] if selection == "last" else found
+
+
+def headline(scores: dict, selection: str = "best-dev") -> list[dict]:
+    """Per task: BEST INIT, the selected model (SPARTA's, or a baseline's), the relative change, and
+    the candidates (member, point) each was chosen among."""
     tasks = sorted({t for per_member in scores.values() for tasks in per_member.values() for t in tasks})
     rows = []
     for task in tasks:
         splits = {s for per_member in scores.values() for tasks in per_member.values() for s in tasks.get(task, {})}
         select, report = ("dev" if "dev" in splits else "test"), ("test" if "test" in splits else "dev")
         members = sorted({m for per_member in scores.values() for m in per_member})
-        init = best(scores, [(m, INITIAL) for m in members], task, select, report)
-        sparta = best(scores, [(m, p) for p in sorted(scores) if p != INITIAL for m in members], task, select, report)
+        initial = [(m, INITIAL) for m in members if figure(scores, INITIAL, m, task, select)]
+        trained = candidates(scores, members, task, select, selection)
+        init = best(scores, initial, task, select, report)
+        sparta = best(scores, trained, task, select, report)
         change = None
         if init and sparta and init[2] and sparta[2] and init[2]["score"]:
             change = sparta[2]["score"] / init[2]["score"] - 1
         rows.append({"task": task, "select": select, "report": report, "best_init": init, "sparta": sparta,
-                     "change": change})
+                     "change": change, "candidates": {"best_init": initial, "sparta": trained}})
     return rows
 
 

@@ -3,7 +3,8 @@
     sparta-hpc suite plan   SUITE.yaml              # every run: run dir, overrides, jobs, cost; the totals
     sparta-hpc suite submit SUITE.yaml [--dry-run]  # each new/failed run's driver (sbatch, or here); idempotent
     sparta-hpc suite status SUITE.yaml              # one line per run
-    sparta-hpc suite table  SUITE.yaml [--format md|csv]   # Table 1 (methods x tasks) and the ablations'
+    sparta-hpc suite table  SUITE.yaml [--format md|csv] [--selection best-dev|last] [--seed 0]
+                                                    # Table 1 (methods x tasks) and the ablations'
 
 spec.py reads the suite file and expands it into runs; state.py says where each run stands;
 submit.py sends the drivers; plan.py and table.py print. The suite keeps no state of its own
@@ -39,7 +40,8 @@ def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
     return lines
 
 
-def main(action: str, path: str, fmt: str = "md", dry_run: bool = False) -> int:
+def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selection: str = "best-dev",
+         seed: int = 0) -> int:
     """The `sparta-hpc suite` command; 2 for a suite file or config that is refused."""
     try:
         suite = load_suite(path)
@@ -60,7 +62,7 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False) -> int:
     if action == "table":
         from .table import render as table
 
-        print(table(suite, runs, fmt))
+        print(table(suite, runs, fmt, selection, seed))
         return 0
     from .submit import check_runs, submit
 
