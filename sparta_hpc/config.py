@@ -126,7 +126,11 @@ class TrainConfig:
     max_steps: int = -1  # > 0 caps the steps (tests, demos)
     batch_size: int = 4  # per device
     gradient_accumulation_steps: int = 1
-    max_length: int = 512
+    max_length: int = 512  # prompt + the longer answer, tokens; a pair whose prompt reaches it is dropped, counted
+    # a prompt longer than this keeps its last tokens (the question); None: no cut. Dropped and cut pairs
+    # are counted in the member's marker, its log and the report (stages/dpo_trainer.py)
+    max_prompt_length: int | None = None
+    weight_decay: float = 0.0  # AdamW's
     lora_r: int = 64
     lora_alpha: int = 16
     lora_dropout: float = 0.1

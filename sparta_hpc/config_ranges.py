@@ -96,6 +96,8 @@ RANGES: dict[str, Range] = {
     "train.batch_size": COUNT,
     "train.gradient_accumulation_steps": COUNT,
     "train.max_length": COUNT,
+    "train.max_prompt_length": COUNT,
+    "train.weight_decay": at_least(0, 1),
     "train.lora_r": COUNT,
     "train.lora_alpha": COUNT,
     "train.lora_dropout": share(),

@@ -55,7 +55,9 @@ def on_disk(dataset, work: Path):
 def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> dict:
     import torch
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
+
+    from .dpo_trainer import CountingDPOTrainer
 
     m, tc = cfg.members[member], cfg.train
     work = paths.train_dir(iteration, m.name)
@@ -66,7 +68,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     # Made before the model is loaded: under ZeRO-3 the arguments switch on DeepSpeed's zero.Init, so that
     # from_pretrained puts only its slice of the base model on each rank (else every rank holds it whole)
     args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
-                     precompute_ref_log_probs=tc.precompute_ref_log_probs)
+                     precompute_ref_log_probs=tc.precompute_ref_log_probs, weight_decay=tc.weight_decay)
     model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
                                    paths.initial_adapter(iteration, m.name))
     loaded = memory_at_load(model)
@@ -77,8 +79,16 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     dataset = Dataset.from_list(rows)
     if tc.precompute_ref_log_probs:
         dataset = on_disk(dataset, work)
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
-                         callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")])
+    trainer = CountingDPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
+                                 callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")],
+                                 max_prompt_length=tc.max_prompt_length)
+    lengths = trainer.length_counts
+    if lengths["pairs_dropped_for_length"] or lengths["pairs_cut_at_max_length"] or lengths["prompts_cut"]:
+        log.warning("%s (iteration %d): of %d pairs, %d dropped (prompt >= train.max_length %d), %d cut at "
+                    "train.max_length, %d prompts cut to train.max_prompt_length %s: %d pairs train",
+                    m.name, iteration, lengths["pairs_given"], lengths["pairs_dropped_for_length"], tc.max_length,
+                    lengths["pairs_cut_at_max_length"], lengths["prompts_cut"], tc.max_prompt_length,
+                    lengths["pairs_trained"])
     resume = last_checkpoint(work)
     if resume:
         log.info("%s: resuming DPO from %s", m.name, resume)
@@ -87,7 +97,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     if is_main_rank():
         # TRL's per-step loss, rewards and margins, for the report's DPO curves
         atomic_write_json(paths.train_log(iteration, m.name), trainer.state.log_history)
-    return {"pairs": len(rows), **train_summary(cfg, trainer, result, resume, loaded), "loss_type": cfg.loss_type}
+    return {"pairs": len(rows), **lengths, **train_summary(cfg, trainer, result, resume, loaded),
+            "loss_type": cfg.loss_type}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:

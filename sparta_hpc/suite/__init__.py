@@ -49,8 +49,10 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selecti
     except ConfigError as err:
         log.error("suite: %s", err)
         return 2
-    unset = (f"{suite.path}: dir/data name ${', $'.join(suite.unset)}, not set: export "
-             f"{'it' if len(suite.unset) == 1 else 'them'} (the paths hold the literal name until then)") if suite.unset else ""
+    unset = ""
+    if suite.unset:
+        unset = (f"{suite.path}: dir/data name ${', $'.join(suite.unset)}, not set: export "
+                 f"{'it' if len(suite.unset) == 1 else 'them'} (the paths hold the literal name until then)")
     if action == "plan":
         from .plan import render
 
