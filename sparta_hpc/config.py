@@ -62,6 +62,9 @@ class InstructionsConfig:
     reference_field: str | None = None  # a reference answer per instruction (SPIN's chosen answers)
     with_reference_only: bool = False  # keep only the instructions that have a reference answer
     limit: int | None = None  # use only the first `limit` instructions
+    # instructions that hold an evaluation task's test item, wrapped or not (eval/decontaminate.py):
+    # remove them from the pool (the counts are recorded), refuse the run, or off (the authors' pools)
+    decontaminate: Literal["remove", "refuse", "off"] = "remove"
 
 
 @dataclass(frozen=True)

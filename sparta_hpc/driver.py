@@ -27,6 +27,7 @@ from .config import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import selected
 from .eval import table as eval_table
+from .eval.decontaminate import decontaminate
 from .events import EventLog, clock
 from .instructions import load_instructions
 from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
@@ -187,7 +188,9 @@ def _read_or_none(path):
 
 def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iteration: int) -> None:
     if stage == "plan":
-        plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
+        pool = plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
+        if pool and pool.get("split"):  # the instructions left out of this iteration's pool, per task
+            events.write("decontaminated", iteration=iteration, **pool)
         events.write("stage_done", stage="plan", iteration=iteration)
     else:
         run_stage(cfg, paths, events, stage, iteration, stage_tasks(cfg, paths, stage, iteration))
@@ -228,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
         eval_plan.check_eval(cfg, None if instructions is None else [i.text for i in instructions], missing=missing)
+        pool = None  # the decontamination's record; a refusal stops the run here, before any job
+        if instructions is not None:
+            instructions, pool = decontaminate(cfg, instructions, missing)
+        elif cfg.instructions.decontaminate != "off" and cfg.eval.tasks:
+            missing.append("instructions.decontaminate: the pool is not checked for evaluation items (no "
+                           "instruction file yet)")
         methods.check_method(cfg, instructions, missing=missing)
         check_tracking(cfg)
         check_resources(cfg)
@@ -247,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in missing or []:
             log.warning("not there yet (a run would refuse it): %s", problem)
         plan = first_plan(cfg, instructions if instructions is not None else stand_ins(cfg))
-        print(dry_run(cfg, paths, plan, sft_sizes))
+        print(dry_run(cfg, paths, plan, sft_sizes, pool))
         if args.show_sbatch:
             print(sbatch_scripts(cfg, paths, plan))
         return 0

@@ -8,6 +8,7 @@ from .cost import cost_lines
 from .disk import disk_lines
 from .eval import data as eval_data
 from .eval import plan as eval_plan
+from .eval.decontaminate import report_lines
 from .instructions import Instruction
 from .io_utils import read_json
 from .paths import INITIAL, JOB_STAGES, RunPaths
@@ -26,13 +27,14 @@ def stand_ins(cfg: Config) -> list[Instruction]:
     return [Instruction(str(i), "(no instruction file yet)") for i in range(cfg.tribe.duels_per_iteration)]
 
 
-def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None) -> str:
-    """The plan a person checks before spending cluster time (`sft_sizes`: sft_data.check_sft's)."""
+def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None, pool: dict | None = None) -> str:
+    """The plan a person checks before spending cluster time (`sft_sizes`: sft_data.check_sft's; `pool`:
+    the decontamination's record, None before the instruction file exists)."""
     groups = plan["groups"]
     lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
              f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
              f"{cfg.tribe.duels_per_iteration} duels, seed {cfg.tribe.seed}, executor {cfg.cluster.executor}",
-             "base-model groups (one model load per task serves the whole group):"]
+             *report_lines(pool), "base-model groups (one model load per task serves the whole group):"]
     for g, members in enumerate(groups):
         lines.append(f"  group {g}: {cfg.members[members[0]].model}  <- "
                      + ", ".join(cfg.members[i].name for i in members))

@@ -12,6 +12,7 @@ metrics, aggregation, standard errors). Importing it does not import lm-eval.
     rated.py     evaluator prompts and ratings for COM2 and Alpaca
     task.py      the API below
     leakage.py   training instructions that are evaluation items
+    decontaminate.py  duel instructions that hold a test item, wrapped or not
     score_cli.py `sparta-hpc score TASK PREDICTIONS.jsonl`
     significance.py  the paired bootstrap of compare's marks against BEST INIT
 """

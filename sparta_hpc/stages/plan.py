@@ -19,6 +19,7 @@ from .. import methods
 from ..algorithm.matchmaking import draw_instructions, draw_panels, make_duels
 from ..algorithm.reputation import Ratings
 from ..config import Config
+from ..eval.decontaminate import decontaminate, report_lines
 from ..instructions import load_instructions
 from ..io_utils import atomic_write_json, mark_done
 from ..manifest import check_file, read_checked_json, record_files
@@ -90,9 +91,10 @@ def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str],
     }
 
 
-def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
+def run(cfg: Config, paths: RunPaths, iteration: int) -> dict | None:
+    """Write the iteration's plan; returns the pool's decontamination record (None: planned already)."""
     if paths.is_done(iteration, "plan"):
-        return
+        return None
     if iteration == 0 and not paths.ratings(0).exists():
         atomic_write_json(paths.ratings(0), ratings_to_json(cfg.member_names(), initial_ratings(cfg)))
     check_file(paths, paths.ratings(iteration))
@@ -100,7 +102,12 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     if names != cfg.member_names():
         raise RuntimeError(f"{paths.ratings(iteration)} lists members {names}, the config {cfg.member_names()}")
     used = {row["id"] for t in range(iteration) for row in read_checked_json(paths, paths.plan(t))["instructions"]}
-    plan = make_plan(cfg, iteration, ratings, used, methods.policy(cfg, paths))
+    # against the eval tasks of this moment (a resume may change eval.*); the plan records the counts
+    instructions, pool = decontaminate(cfg, load_instructions(cfg.instructions))
+    for line in report_lines(pool) if pool.get("split") else []:  # checked against some evaluation task
+        log.info("iteration %d: %s", iteration, line)
+    plan = make_plan(cfg, iteration, ratings, used, methods.policy(cfg, paths), instructions)
+    plan["decontaminated"] = pool
     atomic_write_json(paths.plan(iteration), plan)
     marker = paths.marker(iteration, "plan")
     record_files(paths, iteration, "plan", marker,
@@ -109,3 +116,4 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> None:
     log.info("iteration %d (%s): planned %d instructions x %d answers, %d generate and %d judge tasks", iteration,
              cfg.method, len(plan["authors"]), len(plan["authors"][0]) if plan["authors"] else 0,
              len(plan["generate_tasks"]), len(plan["judge_tasks"]))
+    return pool
