@@ -260,6 +260,18 @@ def test_an_evaluation_item_is_never_a_duel_instruction(tmp_path, fake_model, dr
     assert question.upper()[:40] in proc.stderr
 
 
+def test_a_dev_item_among_the_duel_instructions_is_a_warning(tmp_path, fake_model, driver):
+    """data prepare keeps dev items in a clean pool (GSM8K's dev split is GSM8K train, the authors'
+    pool): they make selection on dev less blind, which is said, but never refuse the run."""
+    question = json.loads((SAMPLES / "gsm8k.json").read_text())["dev"][2]["question"]
+    (tmp_path / "i.jsonl").write_text(json.dumps({"instruction": "Write a haiku about rain."}) + "\n"
+                                      + json.dumps({"instruction": question}) + "\n")
+    proc = driver("--config", write_config(tmp_path, fake_model), f"instructions.source={tmp_path / 'i.jsonl'}",
+                  "eval.tasks=[gsm8k]", f"eval.data_dir={SAMPLES}", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 instruction(s) of" in proc.stderr and "are dev items of evaluation task 'gsm8k'" in proc.stderr
+
+
 PRESETS = {  # preset -> the fields it changes from the paper preset (besides run.dir)
     "ablations/uniform-weights.yaml": {"reputation.weighting": "uniform"},
     "ablations/random-matching.yaml": {"matchmaking.alpha": 1.0},

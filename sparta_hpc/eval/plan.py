@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from ..config import Config, ConfigError
@@ -23,6 +24,8 @@ from ..manifest import load_entries, read_checked_json
 from ..paths import INITIAL, RunPaths
 from . import data
 from .leakage import overlap
+
+log = logging.getLogger("sparta_hpc")
 
 # A task's file under eval.data_dir: the names of shared/data/eval-samples (the authors' group's files)
 DEFAULT_FILES = {
@@ -111,11 +114,21 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing:
 
 
 def check_leakage(cfg: Config, instruction_texts: list[str], tasks: list[str] | None = None) -> None:
-    """Refuse duel instructions that are evaluation items (any split of the tasks, default every configured one)."""
+    """Refuse duel instructions that are test items (default: of every configured task); warn about dev
+    items. A dev item in the pool makes model selection on dev less blind but reports nothing on it,
+    and `data prepare` keeps and counts them by design (GSM8K's dev split is GSM8K train, which is the
+    authors' pool), so refusing them would refuse every clean GSM8K pool."""
     for task in cfg.eval.tasks if tasks is None else tasks:
         spec, path = data.get_spec(task), task_file(cfg, task)
-        rows = [row for split in data.read_splits(spec, path).values() for row in split.rows]
+        found = data.read_splits(spec, path)
+        rows = [row for name, split in found.items() if name != "dev" for row in split.rows]
         hits = overlap(instruction_texts, [data.doc_text(spec, row) for row in rows])
+        if "dev" in found:
+            dev = overlap(instruction_texts, [data.doc_text(spec, row) for row in found["dev"].rows])
+            if dev:
+                log.warning("instructions.source: %d instruction(s) of %s are dev items of evaluation task %r "
+                            "(%s): model selection on dev is not blind to them", len({i for i, _ in dev}),
+                            cfg.instructions.source, task, path)
         if hits:
             shown = "; ".join(repr(instruction_texts[i][:100]) for i, _ in hits[:2])
             raise ConfigError(f"instructions.source: {len(hits)} instruction(s) of {cfg.instructions.source} are "

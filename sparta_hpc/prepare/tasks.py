@@ -135,7 +135,8 @@ def _medqa_row(i: int, r: dict, where: str) -> tuple[dict, str]:
 def kcross_dev_pool(dev_rows: list[dict]) -> Pool:
     """The clean KCross pool: model_swarm's dev rows in the authors' prompt format (their train.json
     is model_swarm's test split, so it cannot be the pool of a clean run)."""
-    return [(_row(r.get("id", i), text := kcross_prompt(r), r.get("answer")), norm(text))
+    # model_swarm's dev ids repeat (e.g. '1806' twice, for different questions): ids by position instead
+    return [(_row(f"dev-{i}", text := kcross_prompt(r), r.get("answer")), norm(text))
             for i, r in enumerate(dev_rows)]
 
 
