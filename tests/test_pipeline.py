@@ -121,6 +121,14 @@ def test_every_member_adapter_was_trained(reference_run):
         assert len(changed) == len(before), f"{name}: only {len(changed)} of {len(before)} tensors changed"
         summary = json.loads(paths.marker(0, "train", name).read_text())
         assert summary["steps"] == 2 and summary["pairs"] >= 1
+        # what the length limits did, counted (stages/dpo_trainer.py): short tiny-run pairs all fit
+        assert summary["pairs_given"] == summary["pairs_trained"] == summary["pairs"]
+        assert summary["pairs_dropped_for_length"] == 0 and summary["prompts_cut"] == 0
+    from sparta_hpc.config import load_config
+    from sparta_hpc.report import data as report_data
+
+    run = report_data.load(load_config(paths.config), paths, "done")
+    assert sorted(row[1] for row in report_data.train_lengths(run) if row[0] == 0) == sorted(MEMBERS)
 
 
 def test_trls_training_metrics_reach_tensorboard_and_the_log_history_is_kept(reference_run):

@@ -211,6 +211,23 @@ def train_curves(run: RunData) -> dict[str, list[dict]]:
     return out
 
 
+def train_lengths(run: RunData) -> list[list]:
+    """Per trained member and iteration, what the length limits did to its pairs (the train marker's
+    counts, stages/dpo_trainer.py): [t, member, given, dropped, cut, prompts cut, trained]. Markers
+    written before these counts existed give no row."""
+    rows = []
+    for t in range(run.cfg.tribe.iterations):
+        for name in run.names:
+            marker = run.paths.marker(t, "train", name)
+            if not marker.exists():
+                continue
+            m = read_json(marker)
+            if isinstance(m, dict) and "pairs_trained" in m:
+                rows.append([t, name, m["pairs_given"], m["pairs_dropped_for_length"], m["pairs_cut_at_max_length"],
+                             m["prompts_cut"], m["pairs_trained"]])
+    return rows
+
+
 def eval_scores(paths: RunPaths) -> tuple[dict, list[dict]]:
     """(scores {point: {member: {task: {split: figures}}}}, eval.table.headline rows)."""
     from ..eval.table import headline

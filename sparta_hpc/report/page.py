@@ -189,6 +189,13 @@ def training(run: data.RunData, page: Page) -> None:
         return
     page.image("train.png", figures.train_curves(curves, run.names), "DPO curves per member")
     page.text("From TRL's log history: loss, rewards/margins and rewards/accuracies at each logging step.")
+    lengths = data.train_lengths(run)
+    if lengths:
+        page.table(["iteration", "member", "pairs", "dropped: prompt >= max_length", "cut at max_length",
+                    "prompts cut", "trained"], lengths)
+        page.text(f"train.max_length {run.cfg.train.max_length}, train.max_prompt_length "
+                  f"{run.cfg.train.max_prompt_length}: a pair whose prompt reaches max_length is dropped; the "
+                  "longer answer of a pair past it is cut at its end; a prompt past max_prompt_length keeps its end.")
 
 
 def evaluation(run: data.RunData, page: Page) -> None:
