@@ -32,6 +32,7 @@ class MemberConfig:
     temperature: float = 0.7  # 0: greedy
     top_p: float = 0.9
     max_new_tokens: int = 256
+    top_k: int | None = None  # None: no top-k cut (the authors' generation: 50)
     initial_rating: float | None = None  # default: reputation.initial_rating
     # sft stage (sft.data set): the member's slice of the SFT data, the rows whose sft.source_field
     # equals it or starts with it + "." ("science" takes every "science.*"); None: the member's name
@@ -98,6 +99,15 @@ class JudgeConfig:
     rounds: int = 1  # sampled rounds per judge and response; valid scores are averaged
     temperature: float = 0.0  # 0: greedy (then rounds > 1 would repeat the same answer)
     max_new_tokens: int = 24
+    top_p: float = 1.0  # when sampling (temperature > 0); the authors': 0.95 with top_k 50
+    top_k: int | None = None  # None: no top-k cut
+    # the prompt (algorithm/judging.py): spec (SPEC 1.4's 1..10 rubric), authors (the SPARTA authors'
+    # judge.py prompt, verbatim), additive5 (Self-Rewarding's additive 5-point rubric, 0..5 points,
+    # with a justification); reasoning: the judge justifies briefly, then scores; the score is read
+    # from the end of its reply. Both need score: parsed, no answer_prefix, and a budget to write
+    # in (max_new_tokens 256, as the authors' judges had).
+    rubric: Literal["spec", "additive5", "authors"] = "spec"
+    reasoning: bool = False
     batch_size: int = 8
     few_shot: bool = False  # worked examples before the prompt: small judges need them
     # Prefilled start of the judge's answer, e.g. '{"score": ' so that even a weak

@@ -82,6 +82,22 @@ def validate_panel(cfg: Config) -> None:
                           "score as a 5-5 judge, so everyone outside the panel would vote 5-5; use variant spec")
 
 
+def validate_judge_prompt(cfg: Config) -> None:
+    """judge.rubric / judge.reasoning: a judge that writes before it scores is read from its words."""
+    jc = cfg.judge
+    if jc.rubric == "spec" and not jc.reasoning:
+        return
+    what = f"judge.rubric: {jc.rubric}" if not jc.reasoning else "judge.reasoning: true"
+    if jc.score != "parsed":
+        raise ConfigError(f"judge.score: {jc.score} reads a score from the first tokens of the answer, but with "
+                          f"{what} the judge writes before it scores; set judge.score: parsed")
+    if jc.answer_prefix:
+        raise ConfigError(f"judge.answer_prefix: {jc.answer_prefix!r} makes the judge start with its score, but with "
+                          f"{what} it justifies first; set judge.answer_prefix: ''")
+    if jc.few_shot:
+        raise ConfigError(f"judge.few_shot: its worked examples answer with a bare score; they do not go with {what}")
+
+
 def missing_model(problem: str, missing: list[str] | None) -> None:
     """A model or adapter folder that is not there: refused, or noted in `missing` (a dry run, which
     shows the plan and its cost before the models are downloaded; the driver warns)."""
@@ -134,6 +150,7 @@ def validate(cfg: Config, tribe: bool = True, missing: list[str] | None = None) 
             raise ConfigError(f"{name}: must be >= 1, got {value}")
     if tribe:
         validate_panel(cfg)
+    validate_judge_prompt(cfg)
     validate_vllm(cfg)
     validate_pythons(cfg)
     for name in ("max_retries", "max_timeouts"):

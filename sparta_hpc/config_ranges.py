@@ -55,6 +55,7 @@ COUNT = at_least(1)
 RANGES: dict[str, Range] = {
     "tribe.members.*.temperature": at_least(0, 100),
     "tribe.members.*.top_p": above(0, 1),
+    "tribe.members.*.top_k": COUNT,
     "tribe.members.*.max_new_tokens": at_least(1, 10**6),
     "tribe.members.*.initial_rating": above(0),
     "tribe.iterations": at_least(1, 10**4),
@@ -85,6 +86,8 @@ RANGES: dict[str, Range] = {
     "judge.rounds": at_least(1, 1000),
     "judge.temperature": at_least(0, 100),
     "judge.max_new_tokens": at_least(1, 10**6),
+    "judge.top_p": above(0, 1),
+    "judge.top_k": COUNT,
     "judge.batch_size": COUNT,
     "judge.max_response_chars": COUNT,
     "judge.panel_size": COUNT,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from . import disk, methods, resources
-from .algorithm.judging import CANDIDATES, FEW_SHOT, JUDGE_TEMPLATE
+from .algorithm.judging import CANDIDATES, FEW_SHOT, JUDGE_TEMPLATE, judge_prompt
 from .config import Config, Resources
 from .eval import data as eval_data
 from .eval import plan as eval_plan
@@ -107,7 +107,8 @@ def iteration_cost(cfg: Config, inst: int) -> dict:
     jc = cfg.judge
     shots = sum(tokens(JUDGE_TEMPLATE.format(instruction=q, response=a)) + CHAT_TOKENS for q, a, _ in FEW_SHOT) \
         if jc.few_shot else 0
-    judgment_prompt = tokens(JUDGE_TEMPLATE.format(instruction="", response="")) + inst + answer + shots + CHAT_TOKENS
+    template = tokens(judge_prompt("", "", jc.rubric, jc.reasoning))
+    judgment_prompt = template + inst + answer + shots + CHAT_TOKENS
     if cfg.method == "sparta":
         judges = jc.panel_size or (M if cfg.reputation.duelists_judge else M - 2)
         judge_of = list(range(M))

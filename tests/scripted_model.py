@@ -38,6 +38,9 @@ from sparta_hpc.stages import sft, train
 from sparta_hpc.stages.common import member_adapter
 
 RESPONSE = re.compile(r"\[Response\]\n(.*)\Z", re.S)
+# where the other judge prompts (judge.rubric: authors, additive5) show the response
+JUDGED = (RESPONSE, re.compile(r"Response to be evaluated: (.*)\n\nOperation:", re.S),
+          re.compile(r"<response>(.*)</response>", re.S))
 PAIRWISE = re.compile(r"\[Response A\]\n(.*)\n\n\[Response B\]\n(.*)\Z", re.S)
 META = re.compile(r"\[Response\]\n(.*)\n\n\[Evaluation A\]\n(.*)\n\n\[Evaluation B\]\n(.*)\Z", re.S)
 QUALITY = re.compile(r"\bq(\d+)\b")
@@ -88,7 +91,7 @@ class ScriptedGroup:
         if batch.temperature == 0:  # greedy decoding draws nothing: the answer is the prompt's alone,
             seed = 0  # wherever it sits in a batch (eval.test selected shards items otherwise than every)
         prompt = conversation[-1]["content"]
-        response = RESPONSE.search(prompt)
+        response = next((m for m in (p.search(prompt) for p in JUDGED) if m), None)
         if response is None:  # a duelist answering an instruction, or a member a benchmark item
             pick = digest(prompt, batch.member, seed, batch.temperature)
             letters = MC_OPTION.findall(prompt)
@@ -104,6 +107,10 @@ class ScriptedGroup:
         score = self.judge_score(batch.member, response.group(1))
         if batch.temperature > 0:  # sampled judgments of one answer disagree a little
             score = max(1, min(10, score + digest("jitter", seed, response.group(1)) % 3 - 1))
+        if "Score: <total points>" in prompt:  # additive5: a justification, then its points (0..5)
+            return f"The response is relevant and partly answers the question. Score: {score // 2}"
+        if "First justify your rating briefly" in prompt:  # judge.reasoning: words first, the verdict last
+            return f"It gives 7 steps; the reasoning holds up to a point. {{\"score\": {score}}}"
         # the rest of '{"score": N}' after whatever the answer was prefilled with
         return batch.prefix + ('{"score": '[len(batch.prefix):] if '{"score": '.startswith(batch.prefix) else "") \
             + f"{score}}}" + HOSTILE_JUDGE.get(batch.member, "").replace("{response}", response.group(1))

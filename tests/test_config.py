@@ -278,8 +278,10 @@ PRESETS = {  # preset -> the fields it changes from the paper preset (besides ru
     "ablations/frozen-reputation.yaml": {"reputation.frozen": True},
     "ablations/judge-rounds-3.yaml": {"judge.rounds": 3, "judge.temperature": 0.7},
     "ablations/tribe-of-2.yaml": {"reputation.duelists_judge": True, "matchmaking.k": 1},
-    "baselines/self-rewarding.yaml": {"method": "self_rewarding", "judge.rounds": 3, "judge.temperature": 0.7},
-    "baselines/meta-rewarding.yaml": {"method": "meta_rewarding", "judge.rounds": 3, "judge.temperature": 0.7},
+    "baselines/self-rewarding.yaml": {"method": "self_rewarding", "judge.rounds": 3, "judge.temperature": 0.7,
+                                      "judge.top_p": 0.9, "judge.rubric": "additive5", "judge.max_new_tokens": 256},
+    "baselines/meta-rewarding.yaml": {"method": "meta_rewarding", "judge.rounds": 3, "judge.temperature": 0.7,
+                                      "judge.top_p": 0.9, "judge.rubric": "additive5", "judge.max_new_tokens": 256},
     "baselines/spin.yaml": {"method": "spin", "instructions.reference_field": "output"},
     "baselines/sppo.yaml": {"method": "sppo", "baseline.samples": 5, "train.loss_type": None},
 }

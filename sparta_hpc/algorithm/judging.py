@@ -43,12 +43,77 @@ FEW_SHOT = (
 )
 
 
-def judge_messages(instruction: str, response: str, few_shot: bool = False) -> list[dict]:
-    """Chat messages asking for a 1..10 rating of one response.
+# judge.reasoning: the same rubric, the verdict after a short justification (the score is read from
+# the end: parse_final_score)
+REASONING_ENDING = ("First justify your rating briefly, in at most 100 words. Then end your reply with the "
+                    'score as a JSON object of the form {{"score": N}}.')
+
+# judge.rubric: authors: the SPARTA authors' judge prompt, verbatim (src1/judge.py:100-108 at 05a2aab,
+# an f-string: the leading and trailing newlines are theirs)
+AUTHORS_TEMPLATE = """
+Please judge the following response based on the question and the response to be evaluated.
+Question: {instruction}
+Response to be evaluated: {response}
+
+Operation: Output ONLY a JSON object with one score in this exact format. Score must be in the range of 1 to 10.
+Your output should be like this:
+{{"score": score}}
+"""
+
+# judge.rubric: additive5: Self-Rewarding's LLM-as-a-Judge prompt (Yuan et al. 2024, Figure 2; as in
+# lucidrains/self-rewarding-lm-pytorch self_rewarding_lm_pytorch.py:127-152 at ebeca90). It asks for a
+# justification and then "Score: <total points>", 0 to 5 points.
+ADDITIVE5_TEMPLATE = """Review the user’s question and the corresponding response using the additive 5-point
+scoring system described below. Points are accumulated based on the satisfaction of each
+criterion:
+- Add 1 point if the response is relevant and provides some information related to
+the user’s inquiry, even if it is incomplete or contains some irrelevant content.
+- Add another point if the response addresses a substantial portion of the user’s question,
+but does not completely resolve the query or provide a direct answer.
+- Award a third point if the response answers the basic elements of the user’s question in a
+useful way, regardless of whether it seems to have been written by an AI Assistant or if it
+has elements typically found in blogs or search results.
+- Grant a fourth point if the response is clearly written from an AI Assistant’s perspective,
+addressing the user’s question directly and comprehensively, and is well-organized and
+helpful, even if there is slight room for improvement in clarity, conciseness or focus.
+- Bestow a fifth point for a response that is impeccably tailored to the user’s question
+by an AI Assistant, without extraneous information, reflecting expert knowledge, and
+demonstrating a high-quality, engaging, and insightful answer.
+User: {instruction}
+<response>{response}</response>
+After examining the user’s instruction and the response:
+- Briefly justify your total score, up to 100 words.
+- Conclude with the score using the format: “Score: <total points>”
+Remember to assess from the AI Assistant perspective, utilizing web search knowledge as
+necessary. To evaluate the response in alignment with this additive scoring model, we’ll
+systematically attribute points based on the outlined criteria."""
+
+RUBRICS = ("spec", "additive5", "authors")
+RUBRIC_RANGE = {"spec": (MIN_SCORE, MAX_SCORE), "authors": (MIN_SCORE, MAX_SCORE), "additive5": (0, 5)}
+
+
+def judge_prompt(instruction: str, response: str, rubric: str = "spec", reasoning: bool = False) -> str:
+    """The judge's user message for one response under `rubric` (judge.rubric, judge.reasoning)."""
+    if rubric == "additive5":  # reasons by itself
+        return ADDITIVE5_TEMPLATE.format(instruction=instruction, response=response)
+    template = AUTHORS_TEMPLATE if rubric == "authors" else JUDGE_TEMPLATE
+    if reasoning:
+        last = "Your output should be like this:\n{{\"score\": score}}\n" if rubric == "authors" else \
+            'Reply with only a JSON object of the form {{"score": N}}.'
+        assert last in template, rubric
+        template = template.replace(last, REASONING_ENDING + ("\n" if rubric == "authors" else ""))
+    return template.format(instruction=instruction, response=response)
+
+
+def judge_messages(instruction: str, response: str, few_shot: bool = False, rubric: str = "spec",
+                   reasoning: bool = False) -> list[dict]:
+    """Chat messages asking for a rating of one response (1..10; additive5: 0..5 points).
 
     The caller applies its own tokenizer's chat template; only user/assistant
     roles are used because some templates (e.g. Gemma's) reject a system role.
     """
+    if rubric != "spec" or reasoning:
+        return [{"role": "user", "content": judge_prompt(instruction, response, rubric, reasoning)}]
     messages: list[dict] = []
     if few_shot:
         for q, a, score in FEW_SHOT:
@@ -89,6 +154,28 @@ def parse_score(text: str) -> float | None:
             value = float(match.group(1))
             return value if MIN_SCORE <= value <= MAX_SCORE else None
     return None
+
+
+# The verdict at the end of a reasoned judgment: {"score": N} or Score: N (additive5's format), the
+# last one written (a justification may quote other numbers, or the response's own "score").
+_FINAL = re.compile(r"""(?:["']score["']\s*:\s*["']?|\bscore\s*[:=]\s*\**\s*)""" + _NUMBER, re.IGNORECASE)
+
+
+def parse_final_score(text: str, low: float = MIN_SCORE, high: float = MAX_SCORE) -> float | None:
+    """The last score `text` states, when in low..high; None otherwise (a reasoned judgment)."""
+    found = _FINAL.findall(text)
+    if not found:
+        return None
+    value = float(found[-1])
+    return value if low <= value <= high else None
+
+
+def parse_judgment(text: str, rubric: str = "spec", reasoning: bool = False) -> float | None:
+    """The judge's score under judge.rubric / judge.reasoning: a reply that reasons first is read
+    from its end, a bare verdict as SPEC 1.4 reads it (parse_score)."""
+    if rubric == "additive5" or reasoning:
+        return parse_final_score(text, *RUBRIC_RANGE[rubric])
+    return parse_score(text)
 
 
 def expected_score(logprobs: Mapping[int, float]) -> float:

@@ -38,6 +38,7 @@ class Batch:
     max_new_tokens: int
     seed: int
     prefix: str = ""  # prefilled start of every answer (kept in the returned text)
+    top_k: int | None = None  # when sampling: keep the k likeliest tokens; None: no cut
 
 
 class ModelGroup(Protocol):

@@ -74,7 +74,8 @@ class HFGroup:
     def generate_all(self, batches: list[Batch], batch_size: int) -> list[list[Generated]]:
         """Each member's prompts in turn (one adapter is active at a time)."""
         return [self.generate(b.member, b.conversations, temperature=b.temperature, top_p=b.top_p,
-                              max_new_tokens=b.max_new_tokens, batch_size=batch_size, seed=b.seed, prefix=b.prefix)
+                              max_new_tokens=b.max_new_tokens, batch_size=batch_size, seed=b.seed, prefix=b.prefix,
+                              top_k=b.top_k)
                 for b in batches]
 
     def score_all(self, members: list[str], conversations: list[list[list[dict]]], prefix: str,
@@ -83,7 +84,8 @@ class HFGroup:
 
     @torch.inference_mode()
     def generate(self, member: str, conversations: list[list[dict]], *, temperature: float, top_p: float,
-                 max_new_tokens: int, batch_size: int, seed: int, prefix: str = "") -> list[Generated]:
+                 max_new_tokens: int, batch_size: int, seed: int, prefix: str = "",
+                 top_k: int | None = None) -> list[Generated]:
         """One completion per conversation, batched; sampling is seeded per batch.
 
         `prefix` starts the assistant's answer (prefilled, not generated); the
@@ -96,10 +98,10 @@ class HFGroup:
                 batch = self.tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
                                        add_special_tokens=False).to(self.device)
                 torch.manual_seed(seed + start)
-                sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
-                    dict(do_sample=False, temperature=None, top_p=None)
+                sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k) \
+                    if temperature > 0 else dict(do_sample=False, temperature=None, top_p=None)
                 tokens = self.model.generate(**batch, max_new_tokens=max_new_tokens,
-                                             pad_token_id=self.tokenizer.pad_token_id, **sampling, **NEUTRAL)
+                                             pad_token_id=self.tokenizer.pad_token_id, **{**NEUTRAL, **sampling})
                 new = tokens[:, batch["input_ids"].shape[1]:]
                 for row in new:
                     n = int((row != self.tokenizer.pad_token_id).sum())

@@ -157,7 +157,8 @@ class VLLMGroup:
         for b in batches:
             prompts += self.prompt_ids(b.conversations, b.prefix)
             params += [SamplingParams(temperature=b.temperature, top_p=b.top_p if b.temperature > 0 else 1.0,
-                                      max_tokens=b.max_new_tokens, seed=b.seed + i)
+                                      max_tokens=b.max_new_tokens, seed=b.seed + i,
+                                      **({"top_k": b.top_k} if b.top_k and b.temperature > 0 else {}))
                        for i in range(len(b.conversations))]
             members += [b.member] * len(b.conversations)
         outs = iter(self._run(prompts, params, members))

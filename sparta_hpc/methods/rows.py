@@ -44,7 +44,8 @@ def baseline_rows(cfg: Config, archive: dict, names: list[str]) -> list[dict]:
         raw, parsed = archive["judgments/raw"][:, policy], archive["judgments/parsed"][:, policy]
         for c, s, a, b, p in judge_pairs(parsed, archive["meta/rounds"], archive["meta/p_hi_better"]):
             # the prompt the judge answered: the answer as it was shown (cut at judge.max_response_chars)
-            prompt = judge_messages(instructions[c], clip(text[c, s], cfg.judge.max_response_chars), cfg.judge.few_shot)
+            prompt = judge_messages(instructions[c], clip(text[c, s], cfg.judge.max_response_chars), cfg.judge.few_shot,
+                                    cfg.judge.rubric, cfg.judge.reasoning)
             rows.append(_row(prompt, raw[c, s, a], raw[c, s, b], duel=c, kind="judge", chosen_slot=s,
                              rejected_slot=s, chosen_round=a, rejected_round=b, score_chosen=float(parsed[c, s, a]),
                              score_rejected=float(parsed[c, s, b]), meta_probability=p, **who))

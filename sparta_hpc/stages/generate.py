@@ -36,7 +36,8 @@ def generate_requests(cfg: Config, plan: dict, iteration: int, group: int,
             convs = [with_system(m.system_prompt, [{"role": "user", "content": plan["instructions"][c]["text"]}])
                      for c, _ in mine]
             requests.append((Batch(m.name, convs, m.temperature, m.top_p, m.max_new_tokens,
-                                   seed=task_seed(cfg.tribe.seed, iteration, "generate", shard, m.name)), mine))
+                                   seed=task_seed(cfg.tribe.seed, iteration, "generate", shard, m.name),
+                                   top_k=m.top_k), mine))
     return requests
 
 

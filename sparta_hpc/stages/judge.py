@@ -30,7 +30,7 @@ from ..algorithm.judging import (
     expected_score,
     first_wins,
     judge_messages,
-    parse_score,
+    parse_judgment,
 )
 from ..backends import Batch
 from ..config import Config
@@ -103,7 +103,8 @@ def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: d
         if mine:
             m = cfg.members[j]
             convs = [with_system(m.system_prompt, judge_messages(plan["instructions"][c]["text"],
-                                                                 responses[(c, side)], cfg.judge.few_shot))
+                                                                 responses[(c, side)], cfg.judge.few_shot,
+                                                                 cfg.judge.rubric, cfg.judge.reasoning))
                      for c, side in mine]
             work.append(JudgeWork(m.name, mine, convs))
     return work
@@ -112,8 +113,9 @@ def judge_requests(cfg: Config, plan: dict, group: int, shard: int, responses: d
 def round_batches(cfg: Config, work: list[JudgeWork], iteration: int, shard: int, round_: int) -> list[Batch]:
     """The generation requests of one sampled round (each judge seeded per shard and round)."""
     jc = cfg.judge
-    return [Batch(w.judge, w.conversations, jc.temperature, 1.0, jc.max_new_tokens,
-                  seed=task_seed(cfg.tribe.seed, iteration, "judge", shard, w.judge, round_), prefix=jc.answer_prefix)
+    return [Batch(w.judge, w.conversations, jc.temperature, jc.top_p, jc.max_new_tokens,
+                  seed=task_seed(cfg.tribe.seed, iteration, "judge", shard, w.judge, round_), prefix=jc.answer_prefix,
+                  top_k=jc.top_k)
             for w in work]
 
 
@@ -143,7 +145,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         for w, per_judge, exp, lps in zip(work, outs, expected, logprobs, strict=True):
             for (c, side), o, e, lp in zip(w.slots, per_judge, exp, lps, strict=True):
                 judgments.append({"duel": c, "side": side, "judge": w.judge, "round": r, "raw": o.text,
-                                  "parsed": parse_score(o.text), "expected": e, "logprobs": lp,
+                                  "parsed": parse_judgment(o.text, jc.rubric, jc.reasoning), "expected": e, "logprobs": lp,
                                   **({"raw_b64": o.raw_b64} if o.raw_b64 else {})})
     meta = []
     if plan["method"] == "meta_rewarding":  # the judge (the aligned model) judges its own judgments
