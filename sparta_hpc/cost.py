@@ -137,16 +137,21 @@ def iteration_cost(cfg: Config, inst: int) -> dict:
         j_hours += hours(p, g, cfg, gpus(resources.for_model(cfg, "judge", m.model)))
     judge = stage(judgments * jc.rounds + extra, j_prompt, j_out, j_hours, scored_tokens=int(scored),
                   judgments=int(judgments * jc.rounds))
-    return {"generate": stage(answers, gen_prompt, gen_out, gen_hours), "judge": judge,
-            "train": train_cost(cfg, inst, answer)}
+    out = {"generate": stage(answers, gen_prompt, gen_out, gen_hours), "judge": judge,
+           "train": train_cost(cfg, inst, answer)}
+    if cfg.tribe.iterations > 1 and methods.previous_iterations(cfg, 1):  # SPIN: more pairs from iteration 1 on
+        out["train_later"] = train_cost(cfg, inst, answer, 1)
+    return out
 
 
-def pairs_per_member(cfg: Config) -> int:
-    """Upper bound of an iteration's DPO pairs (aggregate: one per duel with a valid judge and no tie;
-    a baseline: one per instruction; Meta-Rewarding adds at most one judgment pair per answer).
+def pairs_per_member(cfg: Config, iteration: int = 0) -> int:
+    """Upper bound of iteration t's DPO pairs (aggregate: one per duel with a valid judge and no tie;
+    a baseline: one per instruction; Meta-Rewarding adds at most one judgment pair per answer; SPIN
+    from iteration 1 on trains on iteration t-1's pairs too, baseline.spin_previous).
     SPARTA trains every member on all of them."""
     n = cfg.tribe.duels_per_iteration
-    return n + (n * methods.samples(cfg) if cfg.method == "meta_rewarding" else 0)
+    own = n + (n * methods.samples(cfg) if cfg.method == "meta_rewarding" else 0)
+    return own * (1 + len(methods.previous_iterations(cfg, iteration)))
 
 
 def dpo_steps(cfg: Config, pairs: int, r: Resources) -> int:
@@ -160,9 +165,9 @@ def dpo_steps(cfg: Config, pairs: int, r: Resources) -> int:
     return math.ceil(t.epochs * max(math.ceil(batches / t.gradient_accumulation_steps), 1))
 
 
-def train_cost(cfg: Config, inst: int, answer: float) -> dict:
+def train_cost(cfg: Config, inst: int, answer: float, iteration: int = 0) -> dict:
     """Forward tokens as docs/reproduce.md counts them: chosen and rejected, policy and reference."""
-    pairs, t = pairs_per_member(cfg), cfg.train
+    pairs, t = pairs_per_member(cfg, iteration), cfg.train
     sequence = min(t.max_length, inst + answer + CHAT_TOKENS)
     steps, fwd, gpu_hours = {}, 0.0, 0.0
     for i in answerers(cfg):
@@ -247,20 +252,23 @@ def run_cost(cfg: Config) -> dict:
     generated_tokens, train_tokens, eval_items, gpu_hours}, "disk": disk.per_iteration's bytes,
     "assumed": [what was assumed, not read]}. Stages: {requests, prompt_tokens, generated_tokens,
     gpu_hours} (judge also scored_tokens, judgments); train: {pairs_per_member, steps_per_member:
-    {member: steps}, forward_tokens, gpu_hours}."""
+    {member: steps}, forward_tokens, gpu_hours}: iteration 0's, and where iterations 1.. train on more
+    pairs (SPIN's iteration t-1 pairs) theirs as per_iteration["train_later"]."""
     assumed: list[str] = []
     inst = instruction_tokens(cfg, assumed)
     it = iteration_cost(cfg, inst)
     it["gpu_hours"] = it["generate"]["gpu_hours"] + it["judge"]["gpu_hours"] + it["train"]["gpu_hours"]
     ev = eval_cost(cfg, assumed)
     T = cfg.tribe.iterations
+    later = it.get("train_later", it["train"])  # iterations 1..T-1 (SPIN: with iteration t-1's pairs)
     total = {"prompt_tokens": T * (it["generate"]["prompt_tokens"] + it["judge"]["prompt_tokens"])
              + ev["evaluate"]["prompt_tokens"] + ev["rate"]["prompt_tokens"],
              "generated_tokens": T * (it["generate"]["generated_tokens"] + it["judge"]["generated_tokens"])
              + ev["evaluate"]["generated_tokens"] + ev["rate"]["generated_tokens"],
-             "train_tokens": T * it["train"]["forward_tokens"],
+             "train_tokens": it["train"]["forward_tokens"] + (T - 1) * later["forward_tokens"],
              "eval_items": ev["items"]["dev"] + ev["items"]["test"],
-             "gpu_hours": T * it["gpu_hours"] + ev["gpu_hours"]}
+             "gpu_hours": T * it["gpu_hours"] + (T - 1) * (later["gpu_hours"] - it["train"]["gpu_hours"])
+             + ev["gpu_hours"]}
     return {"iterations": T, "instruction_tokens": inst, "per_iteration": it, "eval": ev, "total": total,
             "disk": disk.per_iteration(cfg), "assumed": assumed}
 
@@ -290,15 +298,21 @@ def cost_lines(cfg: Config) -> list[str]:
              + f" tokens, {judge['gpu_hours']:.2f} GPU-h",
              f"                 train {train['pairs_per_member']} pairs x {len(train['steps_per_member'])} member(s), "
              f"{'/'.join(map(str, steps))} optimizer steps each, {big(train['forward_tokens'])} forward tokens, "
-             f"{train['gpu_hours']:.2f} GPU-h",
-             f"  evaluation ({ev['points']} point(s), test: {cfg.eval.test}): {ev['items']['dev']} dev + "
-             f"{ev['items']['test']} test member-items, {big(ev['evaluate']['prompt_tokens'])} prompt + "
-             f"{big(ev['evaluate']['generated_tokens'])} generated tokens"
-             + (f"; rate {ev['rate']['requests']} answers" if ev["rate"]["requests"] else "")
-             + f", {ev['gpu_hours']:.2f} GPU-h",
-             f"  whole run ({c['iterations']} iterations): {big(tot['prompt_tokens'])} prompt + "
-             f"{big(tot['generated_tokens'])} generated + {big(tot['train_tokens'])} DPO tokens, "
-             f"{tot['eval_items']} evaluation items, {tot['gpu_hours']:.1f} GPU-h"]
+             f"{train['gpu_hours']:.2f} GPU-h"]
+    if "train_later" in it:  # SPIN: iteration t >= 1 trains on iteration t-1's pairs too
+        later = it["train_later"]
+        later_steps = "/".join(map(str, sorted(set(later["steps_per_member"].values()))))
+        lines.append(f"                 train from iteration 1 on: {later['pairs_per_member']} pairs (with iteration "
+                     f"t-1's, baseline.spin_previous), {later_steps} optimizer steps each, "
+                     f"{big(later['forward_tokens'])} forward tokens, {later['gpu_hours']:.2f} GPU-h")
+    lines += [f"  evaluation ({ev['points']} point(s), test: {cfg.eval.test}): {ev['items']['dev']} dev + "
+              f"{ev['items']['test']} test member-items, {big(ev['evaluate']['prompt_tokens'])} prompt + "
+              f"{big(ev['evaluate']['generated_tokens'])} generated tokens"
+              + (f"; rate {ev['rate']['requests']} answers" if ev["rate"]["requests"] else "")
+              + f", {ev['gpu_hours']:.2f} GPU-h",
+              f"  whole run ({c['iterations']} iterations): {big(tot['prompt_tokens'])} prompt + "
+              f"{big(tot['generated_tokens'])} generated + {big(tot['train_tokens'])} DPO tokens, "
+              f"{tot['eval_items']} evaluation items, {tot['gpu_hours']:.1f} GPU-h"]
     lines += [f"  assumed: {a}" for a in c["assumed"][:4]]
     if len(c["assumed"]) > 4:
         lines.append(f"  assumed: ... and {len(c['assumed']) - 4} more")

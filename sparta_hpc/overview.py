@@ -34,7 +34,7 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = N
     lines = [f"run directory: {paths.root}" + ("  (exists: would resume)" if paths.config.exists() else ""),
              f"tribe: {len(cfg.members)} members, {cfg.tribe.iterations} iterations x "
              f"{cfg.tribe.duels_per_iteration} duels, seed {cfg.tribe.seed}, executor {cfg.cluster.executor}",
-             *report_lines(pool), "base-model groups (one model load per task serves the whole group):"]
+             *method_lines(cfg), *report_lines(pool), "base-model groups (one model load per task serves the whole group):"]
     for g, members in enumerate(groups):
         lines.append(f"  group {g}: {cfg.members[members[0]].model}  <- "
                      + ", ".join(cfg.members[i].name for i in members))
@@ -57,6 +57,20 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = N
               + (f", DeepSpeed {cfg.train.deepspeed}" if cfg.train.deepspeed else "") + ")",
               ] + eval_lines(cfg) + resource_lines(cfg) + cost_lines(cfg) + disk_lines(cfg)
     return "\n".join(lines)
+
+
+def method_lines(cfg: Config) -> list[str]:
+    """SPIN's instruction pool and training data, next to the tribe's (docs/methods.md)."""
+    if cfg.method != "spin":
+        return []
+    ic = cfg.instructions
+    return [f"method spin: instructions.source {ic.source}, the pool SPARTA draws from, "
+            + ("only its instructions with a reference" if ic.with_reference_only else "every instruction")
+            + f" (instructions.reference_field {ic.reference_field!r}, with_reference_only "
+            f"{str(ic.with_reference_only).lower()}); chosen = the reference, rejected = the model's sample",
+            "  train: iteration t >= 1 on its pairs and iteration t-1's (baseline.spin_previous, as SPIN's "
+            "iterations 1-3)" if cfg.baseline.spin_previous else
+            "  train: each iteration on its own pairs only (baseline.spin_previous: false)"]
 
 
 def sft_lines(cfg: Config, sizes: dict) -> list[str]:
@@ -169,17 +183,19 @@ def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
 
 def baseline_table(cfg: Config, paths: RunPaths) -> str:
     policy = read_json(paths.policy)["member"] if paths.policy.exists() else "?"
+    spin = cfg.method == "spin"  # SPIN trains iteration t on its pairs and t-1's (baseline.spin_previous)
     rows = [f"{cfg.method}: aligning {policy}",
-            f"{'iter':>4}  {'instructions':>12}  {'pairs':>5}  {'judge pairs':>11}  {'no pair':>7}  "
-            f"{'judgments used':>14}  {'parsed':>6}  {'mean margin':>11}"]
+            f"{'iter':>4}  {'instructions':>12}  {'pairs':>5}  " + ("+ t-1 pairs  " if spin else "")
+            + f"{'judge pairs':>11}  {'no pair':>7}  {'judgments used':>14}  {'parsed':>6}  {'mean margin':>11}"]
     for t in range(cfg.tribe.iterations):
         if not paths.summary(t).exists():
             break
         s = read_json(paths.summary(t))
         used, parsed = judgment_counts(s)
         margin = f"{s['mean_margin']:.3f}" if s["mean_margin"] is not None else "-"
-        rows.append(f"{t:>4}  {s['instructions']:>12}  {s['pairs']:>5}  {s['judge_pairs']:>11}  {s['dropped']:>7}  "
-                    f"{used:>14}  {parsed:>6}  {margin:>11}")
+        rows.append(f"{t:>4}  {s['instructions']:>12}  {s['pairs']:>5}  "
+                    + (f"{s.get('pairs_previous', 0):>11}  " if spin else "")
+                    + f"{s['judge_pairs']:>11}  {s['dropped']:>7}  {used:>14}  {parsed:>6}  {margin:>11}")
     return "\n".join(rows)
 
 

@@ -161,7 +161,7 @@ class ScriptedGroup:
 def scripted_train(cfg, paths, iteration: int, member: int) -> dict:
     """One member's "DPO": its adapter for t+1 records one more round than the one it started from."""
     name = cfg.members[member].name
-    rows = train.training_rows(paths.pairs(iteration), cfg.members[member].system_prompt)
+    rows, previous = train.training_rows_for(cfg, paths, iteration, member)
     start = member_adapter(cfg, paths, iteration, member)
     out = paths.adapter(iteration, name)
     atomic_write_text(out / "adapter_config.json", json.dumps({"r": 8, "scripted": True}))
@@ -169,7 +169,7 @@ def scripted_train(cfg, paths, iteration: int, member: int) -> dict:
                                                "pairs": len(rows), "started_from": start})
     if rows:
         atomic_write_json(paths.train_log(iteration, name), scripted_log_history(name, iteration))
-    return {"pairs": len(rows), "steps": 1 if rows else 0}
+    return {"pairs": len(rows), "pairs_previous": previous, "steps": 1 if rows else 0}
 
 
 def scripted_log_history(member: str, iteration: int, steps: int = 5) -> list[dict]:

@@ -68,6 +68,23 @@ def test_steps_follow_batch_accumulation_epochs_and_ranks(tmp_path):
     assert run_cost(cfg)["per_iteration"]["train"]["steps_per_member"]["a"] == 3  # 20 pairs / (4 x 2 ranks)
 
 
+def test_spin_counts_iteration_t_minus_1s_pairs_from_iteration_1_on(tmp_path):
+    """SPIN (baseline.spin_previous) trains iteration t >= 1 on 8 + 8 pairs: twice iteration 0's steps
+    and forward tokens (1 member, sequences of 75 tokens)."""
+    path = write_config(tmp_path, tribe={"iterations": 3})
+    cfg = load_config(path, ["method=spin", "baseline.member=a"])
+    assert cfg.baseline.spin_previous
+    c = run_cost(cfg)
+    first, later = c["per_iteration"]["train"], c["per_iteration"]["train_later"]
+    assert (first["pairs_per_member"], first["steps_per_member"], first["forward_tokens"]) == (8, {"a": 2}, 2400)
+    assert (later["pairs_per_member"], later["steps_per_member"], later["forward_tokens"]) == (16, {"a": 4}, 4800)
+    assert c["total"]["train_tokens"] == 2400 + 2 * 4800
+    alone = run_cost(load_config(path, ["method=spin", "baseline.member=a", "baseline.spin_previous=false"]))
+    assert "train_later" not in alone["per_iteration"] and alone["total"]["train_tokens"] == 3 * 2400
+    assert c["total"]["gpu_hours"] - alone["total"]["gpu_hours"] == pytest.approx(2 * 2400 / 3000 / 3600)
+    assert any("train from iteration 1 on: 16 pairs" in line for line in cost_lines(cfg))
+
+
 def test_expected_score_judging_and_more_gpus_cost_more(tmp_path):
     base = run_cost(load_config(write_config(tmp_path)))["per_iteration"]["judge"]
     cfg = load_config(write_config(tmp_path, judge={"score": "expected"},

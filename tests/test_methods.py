@@ -179,3 +179,46 @@ def test_compare_prints_one_row_per_method_and_a_column_per_task(runs, capsys):
     # the instructions are the same for every method (seed, iteration)
     texts = {m: [r["text"] for r in read_json(paths.plan(0))["instructions"]] for m, (paths, _) in runs.items()}
     assert all(t == texts["sparta"] for t in texts.values())
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_spin_trains_iteration_1_on_its_pairs_and_iteration_0s_unless_told_not_to(base, tmp_path, capsys, previous):
+    """SPIN's iterations 1-3 train on the previous iteration's synthetic data too (uclaml/SPIN README:203):
+    iteration 1's rows are iteration 0's pairs.jsonl as written, then iteration 1's; the marker counts them."""
+    from sparta_hpc.config import load_config
+    from sparta_hpc.stages import train
+
+    _, config = base
+    paths = RunPaths(tmp_path / "run")
+    overrides = ["method=spin", "tribe.iterations=2", "baseline.member=bo", "eval.tasks=[]",
+                 f"run.dir={paths.root}", f"baseline.spin_previous={str(previous).lower()}"]
+    assert driver.main(["--config", str(config), *overrides, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "method spin: instructions.source demo, the pool SPARTA draws from, only its instructions with a " \
+           "reference" in plan
+    # the cost: 6 pairs in iteration 0, 6 + 6 from iteration 1 on
+    assert "train 6 pairs x 1 member(s)" in plan
+    assert ("train from iteration 1 on: 12 pairs (with iteration t-1's" in plan) == previous
+    with scripted_models():
+        assert driver.main(["--config", str(config), *overrides]) == 0
+    cfg = load_config(config, overrides)
+    lines = {t: paths.pairs(t).read_text().splitlines() for t in (0, 1)}
+    assert lines[0] and lines[1]
+    rows, earlier = train.training_rows_for(cfg, paths, 1, MEMBERS.index("bo"))
+    own = train.training_rows(paths.pairs(1), None)
+    assert rows[-len(own):] == own
+    marker = read_json(paths.marker(1, "train", "bo"))
+    summary = read_json(paths.summary(1))
+    if previous:  # previous first, then current: iteration 0's rows, their texts byte for byte
+        assert earlier == len(lines[0]) and len(rows) == len(lines[0]) + len(lines[1])
+        for row, line in zip(rows, lines[0]):
+            pair = json.loads(line)
+            assert (row["prompt"], row["chosen"], row["rejected"]) == (pair["prompt"], pair["chosen"], pair["rejected"])
+        assert (marker["pairs"], marker["pairs_previous"]) == (len(lines[0]) + len(lines[1]), len(lines[0]))
+        assert summary["pairs_previous"] == len(lines[0])
+    else:
+        assert earlier == 0 and rows == own
+        assert (marker["pairs"], marker["pairs_previous"]) == (len(lines[1]), 0) and "pairs_previous" not in summary
+    # iteration 0 has no previous data; iteration 1 starts from iteration 0's model
+    assert read_json(paths.marker(0, "train", "bo"))["pairs_previous"] == 0
+    assert read_json(paths.adapter(1, "bo") / "scripted.json")["started_from"] == str(paths.adapter(0, "bo"))

@@ -40,6 +40,13 @@ def samples(cfg: Config) -> int:
     return {"sparta": 2, "spin": 1}.get(cfg.method, cfg.baseline.samples)
 
 
+def previous_iterations(cfg: Config, iteration: int) -> list[int]:
+    """The earlier iterations whose pairs iteration t's DPO trains on besides its own: SPIN's t-1
+    (baseline.spin_previous; SPIN's iterations 1-3 mix the previous iteration's synthetic data with the
+    current one's, uclaml/SPIN README:203), none for every other method and for iteration 0."""
+    return [iteration - 1] if cfg.method == "spin" and cfg.baseline.spin_previous and iteration > 0 else []
+
+
 def check_method(cfg: Config, instructions: list, missing: list[str] | None = None) -> None:
     """Every check of the method's settings that needs no model; ConfigError names the field.
     `missing`: collects a missing preference-model folder instead of refusing it (a dry run)."""

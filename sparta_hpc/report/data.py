@@ -180,7 +180,8 @@ def pair_counts(run: RunData) -> list[dict]:
             duels, judged = s.get("duels", 0), s.get("duels_with_judge", 0)
             row.update(instructions=duels, no_judge=duels - judged, ties=judged - row["pairs"])
         else:  # best vs worst: an instruction without two different scores gives no pair
-            row.update(instructions=s.get("instructions", 0), no_judge=None, ties=s.get("dropped", 0))
+            row.update(instructions=s.get("instructions", 0), no_judge=None, ties=s.get("dropped", 0),
+                       previous=s.get("pairs_previous"))  # SPIN: iteration t-1's pairs, trained with these
         rows.append(row)
     return rows
 

@@ -170,6 +170,11 @@ def pairs(run: data.RunData, page: Page) -> None:
     if run.sparta:
         page.table(["iteration", "duels", "pairs", "dropped: tie", "dropped: no valid judge", "mean margin"],
                    [[r["t"], r["instructions"], r["pairs"], r["ties"], r["no_judge"], r["mean_margin"]] for r in rows])
+    elif any(r["previous"] is not None for r in rows):  # SPIN: iteration t trains on t-1's pairs too
+        page.table(["iteration", "instructions", "pairs", "+ pairs of t-1 (trained with them)", "no pair",
+                    "mean margin"],
+                   [[r["t"], r["instructions"], r["pairs"], r["previous"] or 0, r["ties"], r["mean_margin"]]
+                    for r in rows])
     else:
         page.table(["iteration", "instructions", "pairs", "judge pairs", "no pair", "mean margin"],
                    [[r["t"], r["instructions"], r["pairs"], r["judge_pairs"], r["ties"], r["mean_margin"]]

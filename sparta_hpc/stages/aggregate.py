@@ -17,6 +17,7 @@ from ..archive import pair_rows, read_archive, read_judged, write_aggregated, wr
 from ..config import Config
 from ..io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
 from ..manifest import check_file, digest_file, record_files, write_record
+from ..methods import previous_iterations
 from ..methods.rows import baseline_rows, counts
 from ..paths import RunPaths
 from ..ratings_file import earlier_ratings, load_ratings, ratings_to_json
@@ -62,13 +63,18 @@ def run_baseline(cfg: Config, paths: RunPaths, iteration: int) -> None:
     summary = {"method": cfg.method, **counts(rows, len(archive["instructions/text"])),
                "judgments": sum(r["judgments"] for r in report.values()),
                "unparsed": sum(r["unparsed"] for r in report.values()), "used": used(report), "judges": report}
+    earlier = previous_iterations(cfg, iteration)
+    if earlier:  # SPIN: the training job adds these iterations' pairs (stages/train.py training_rows_for)
+        summary["pairs_previous"] = sum(len(paths.pairs(p).read_text().splitlines()) for p in earlier)
     atomic_write_json(paths.summary(iteration), summary)
     _, ratings = load_ratings(paths.ratings(iteration + 1))
     log_pipeline(cfg, paths, iteration + 1, iteration_metrics(summary, dict(zip(names, ratings.rating)),
                                                             dict(zip(names, ratings.deviation))))
     finish(paths, iteration)
-    log.info("iteration %d (%s): %d response pairs, %d judge pairs from %d instructions", iteration, cfg.method,
-             summary["pairs"], summary["judge_pairs"], summary["instructions"])
+    log.info("iteration %d (%s): %d response pairs, %d judge pairs from %d instructions%s", iteration, cfg.method,
+             summary["pairs"], summary["judge_pairs"], summary["instructions"],
+             f"; trained with iteration {iteration - 1}'s {summary['pairs_previous']} pairs (baseline.spin_previous)"
+             if earlier else "")
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int) -> None:

@@ -1,8 +1,10 @@
 """Train: DPO of one member on all of the iteration's preference pairs (SPEC 1.8).
 
-The member starts from its own weights of iteration t (base + its adapter),
-and the same weights, frozen, are the reference: TRL keeps a frozen copy of
-the adapter as its "ref" adapter. A member without an adapter gets a fresh
+The pairs are RUN/iter_t/pairs.jsonl; SPIN (baseline.spin_previous) also
+trains on iteration t-1's, RUN/iter_{t-1}/pairs.jsonl as recorded, those rows
+first (training_rows_for). The member starts from its own weights of
+iteration t (base + its adapter), and the same weights, frozen, are the
+reference: TRL keeps a frozen copy of the adapter as its "ref" adapter. A member without an adapter gets a fresh
 LoRA (B = 0, so base + LoRA is still exactly the member), saved as
 train/<member>/initial_adapter. The result, the member's adapter for t+1, is
 saved to RUN/iter_t/adapters/<member>/, then the marker is written.
@@ -22,6 +24,7 @@ from pathlib import Path
 from ..config import Config
 from ..io_utils import atomic_write_json, mark_done
 from ..manifest import check_files, record_files
+from ..methods import previous_iterations
 from ..paths import RunPaths
 from ..tracking import trainer_settings
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
@@ -40,6 +43,21 @@ def training_rows(pairs_path: Path, system_prompt: str | None) -> list[dict]:
         rows.append({"prompt": with_system(system_prompt, row["prompt"]), "chosen": row["chosen"],
                      "rejected": row["rejected"]})
     return rows
+
+
+def pairs_files(cfg: Config, paths: RunPaths, iteration: int) -> list[Path]:
+    """The pairs files iteration t's DPO reads, in the order their rows are concatenated: the earlier
+    iterations' (SPIN: t-1, as its dataset_mixer lists SPIN_iter{t-1} before SPIN_iter{t}), then t's."""
+    return [paths.pairs(p) for p in previous_iterations(cfg, iteration)] + [paths.pairs(iteration)]
+
+
+def training_rows_for(cfg: Config, paths: RunPaths, iteration: int, member: int) -> tuple[list[dict], int]:
+    """(the member's training rows of iteration t, how many of them are earlier iterations' pairs).
+    A fixed concatenation of recorded files: a resumed job sees the same rows in the same order."""
+    files = pairs_files(cfg, paths, iteration)
+    prompt = cfg.members[member].system_prompt
+    earlier = [row for f in files[:-1] for row in training_rows(f, prompt)]
+    return earlier + training_rows(files[-1], prompt), len(earlier)
 
 
 def on_disk(dataset, work: Path):
@@ -72,10 +90,10 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
                                    paths.initial_adapter(iteration, m.name))
     loaded = memory_at_load(model)
-    rows = training_rows(paths.pairs(iteration), m.system_prompt)
+    rows, previous = training_rows_for(cfg, paths, iteration, member)
     if not rows:  # nothing to learn: the member stays as it is
         save_trained_adapter(model, paths.adapter(iteration, m.name))
-        return {"pairs": 0, "steps": 0, "loss_type": cfg.loss_type}
+        return {"pairs": 0, "pairs_previous": 0, "steps": 0, "loss_type": cfg.loss_type}
     dataset = Dataset.from_list(rows)
     if tc.precompute_ref_log_probs:
         dataset = on_disk(dataset, work)
@@ -97,8 +115,8 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     if is_main_rank():
         # TRL's per-step loss, rewards and margins, for the report's DPO curves
         atomic_write_json(paths.train_log(iteration, m.name), trainer.state.log_history)
-    return {"pairs": len(rows), **lengths, **train_summary(cfg, trainer, result, resume, loaded),
-            "loss_type": cfg.loss_type}
+    return {"pairs": len(rows), "pairs_previous": previous, **lengths,
+            **train_summary(cfg, trainer, result, resume, loaded), "loss_type": cfg.loss_type}
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
@@ -108,9 +126,9 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
         log.info("train %s (iteration %d) is already done", name, iteration)
         return
     set_threads(cfg)
-    # what it starts from, as recorded: the pairs and its adapter of iteration t
+    # what it starts from, as recorded: the pairs (SPIN: also iteration t-1's) and its adapter of iteration t
     start_from = member_adapter(cfg, paths, iteration, task)
-    check_files(paths, [paths.pairs(iteration)] + ([start_from] if start_from else []))
+    check_files(paths, pairs_files(cfg, paths, iteration) + ([start_from] if start_from else []))
     start = time.time()
     summary = train_member(cfg, paths, iteration, task)
     summary["seconds"] = time.time() - start
