@@ -66,6 +66,10 @@ class InstructionsConfig:
     # instructions that hold an evaluation task's test item, wrapped or not (eval/decontaminate.py):
     # remove them from the pool (the counts are recorded), refuse the run, or off (the authors' pools)
     decontaminate: Literal["remove", "refuse", "off"] = "remove"
+    # fresh: each iteration draws unused instructions first (SPEC 1.1); same: every iteration duels on
+    # iteration 0's draw, as the authors' code does (it re-seeds its shuffle with 42 each iteration:
+    # src1/competition.py:804, 439 at 05a2aab)
+    each_iteration: Literal["fresh", "same"] = "fresh"
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,10 @@ def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str],
               instructions: list | None = None) -> dict:
     if instructions is None:
         instructions = load_instructions(cfg.instructions)
-    used = np.array([it.id in used_ids for it in instructions])
+    same = cfg.instructions.each_iteration == "same"  # every iteration: iteration 0's draw
+    used = np.array([it.id in used_ids and not same for it in instructions], dtype=bool)
     n = cfg.tribe.duels_per_iteration
-    picked = draw_instructions(len(instructions), n, used, cfg.tribe.seed, iteration)
+    picked = draw_instructions(len(instructions), n, used, cfg.tribe.seed, 0 if same else iteration)
     authors, judges = answering(cfg, ratings, n, iteration, policy)
     groups = cfg.base_groups()
     per_shard = {"generate": cfg.generate.duels_per_shard, "judge": cfg.judge.duels_per_shard}
