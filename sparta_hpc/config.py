@@ -163,7 +163,7 @@ class TrainConfig:
     # The checkpoints (adapter, optimizer state, DeepSpeed's shards: several times the adapter) serve a
     # resume until the member's adapter for the iteration is final; then they are deleted, unless kept
     keep_checkpoints: bool = False
-    # TRL's DPO loss; None: the method's ("sigmoid", the DPO loss; SPPO: "sppo_hard")
+    # TRL's DPO loss; None: the method's ("sigmoid", the DPO loss; SPPO: baseline.sppo_loss)
     loss_type: str | None = None
     # a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json; ZeRO-3 has no train_batch_size:
     # TRL's reference-model init asserts on it); None: plain data parallel
@@ -187,6 +187,14 @@ class BaselineConfig:
     # recorded), as SPIN's iterations 1-3 mix SPIN_iter{t-1} and SPIN_iter{t} (uclaml/SPIN README:203,
     # configs/config_iter{1,2,3}.yaml); false: iteration t's pairs only
     spin_previous: bool = True
+    # SPPO may not use the evaluator (eval.evaluator.model, same adapter) as its preference model: it
+    # would optimise the metric it is scored by. True allows it, on purpose.
+    judge_is_evaluator: bool = False
+    # SPPO's loss: "soft", its own squared loss with the answers' estimated win rates (sppo/trainer.py:876-879
+    # of uclaml/SPPO @5e61c4e), or "hard", TRL's sppo_hard (win rates 1 and 0, targets +-0.5/train.beta)
+    sppo_loss: Literal["soft", "hard"] = "soft"
+    # η of the soft loss (their β = 1/η): 1000, the paper's code's default (BETA="0.001", scripts/pipeline.sh:8)
+    sppo_eta: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,13 @@ class Config:
 
     @property
     def loss_type(self) -> str:
-        return self.train.loss_type or ("sppo_hard" if self.method == "sppo" else "sigmoid")
+        """The loss the train marker reports: train.loss_type, else SPPO's ("sppo": its soft loss,
+        stages/sppo_trainer.py; "sppo_hard": TRL's) or DPO's sigmoid."""
+        if self.train.loss_type:
+            return self.train.loss_type
+        if self.method == "sppo":
+            return "sppo" if self.baseline.sppo_loss == "soft" else "sppo_hard"
+        return "sigmoid"
 
     def member_names(self) -> list[str]:
         return [m.name for m in self.tribe.members]

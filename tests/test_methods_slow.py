@@ -1,5 +1,5 @@
 """Every self-alignment baseline, one tiny iteration end to end with real models: real samples, real
-self-judgments / meta-judgments / pairwise preferences, a real DPO step (SPPO: TRL's sppo_hard loss)
+self-judgments / meta-judgments / pairwise preferences, a real DPO step (SPPO: its own soft loss)
 and an evaluation after it; then `sparta-hpc compare` on the four runs.
 
 Slow (minutes): one run picks BEST INIT from an initial evaluation, the other three align the member
@@ -73,7 +73,7 @@ def test_each_baseline_trains_its_model_on_its_own_pairs_and_is_evaluated(runs, 
         prob = a["comparisons/prob"]
         assert np.isfinite(prob[:, 0, 1]).all() and np.allclose(prob[:, 0, 1] + prob[:, 1, 0], 1)
     summary = json.loads(paths.marker(0, "train", policy).read_text())
-    assert summary["loss_type"] == ("sppo_hard" if method == "sppo" else "sigmoid")
+    assert summary["loss_type"] == ("sppo" if method == "sppo" else "sigmoid")
     others = [m for m in ("concise", "stepwise", "friendly", "plain") if m != policy]
     assert not any(paths.is_done(0, "train", m) for m in others)  # only the aligned model trains
     # every run made pairs (sampled answers differ), and the one DPO step on them moved the adapter

@@ -9,7 +9,8 @@ resume, job arrays and evaluation are the same for all of them.
     meta_rewarding  self-rewarding, and the model meta-judges its own judgments: judge pairs too
                     (Wu et al. 2024, arXiv 2407.19594)
     spin            the instruction's reference answer vs the model's own sample (Chen et al. 2024)
-    sppo            N samples, pairwise win probabilities from a preference model, TRL's SPPO-hard loss
+    sppo            N samples, pairwise win probabilities from a preference model, SPPO's squared loss on
+                    the answers' win rates (stages/sppo_trainer.py; TRL's sppo_hard with baseline.sppo_loss: hard)
                     (Wu et al. 2024, arXiv 2405.00675)
 
 The single-model methods align one member, by default BEST INIT: the member
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import METHODS, Config, ConfigError
+from ..config import METHODS, Config, ConfigError, resolve_path
 from ..config_checks import missing_model
 from ..io_utils import atomic_write_json, read_json
 from ..paths import INITIAL, RunPaths
@@ -79,8 +80,24 @@ def check_method(cfg: Config, instructions: list, missing: list[str] | None = No
             missing_model(f"baseline.judge_model: no model at {b.judge_model} (a folder with config.json)", missing)
         if b.judge_adapter and not Path(b.judge_adapter, "adapter_config.json").is_file():
             missing_model(f"baseline.judge_adapter: no LoRA adapter at {b.judge_adapter}", missing)
+        if judge_is_evaluator(cfg) and not b.judge_is_evaluator:
+            raise ConfigError(f"baseline.judge_model: SPPO's preference model is the evaluator (eval.evaluator.model "
+                              f"{cfg.eval.evaluator.model}, the same adapter): SPPO would optimise the metric it is "
+                              "scored by. Name another preference model, or set baseline.judge_is_evaluator: true "
+                              "to do it on purpose")
     elif b.judge_model or b.judge_adapter:
         raise ConfigError("baseline.judge_model / judge_adapter: only SPPO uses a preference model")
+
+
+def judge_is_evaluator(cfg: Config) -> bool:
+    """Whether SPPO's preference model (baseline.judge_model + judge_adapter) is the evaluator
+    (eval.evaluator.model + adapter): the same folders, after resolving."""
+    b, ev = cfg.baseline, cfg.eval.evaluator
+
+    def same(x: str | None, y: str | None) -> bool:
+        return (x is None and y is None) or (x is not None and y is not None and resolve_path(x) == resolve_path(y))
+
+    return bool(b.judge_model and ev.model) and same(b.judge_model, ev.model) and same(b.judge_adapter, ev.adapter)
 
 
 def policy(cfg: Config, paths: RunPaths) -> int | None:

@@ -74,7 +74,7 @@ def win_rates(prob: np.ndarray) -> np.ndarray:
 
 
 def sppo_pairs(prob: np.ndarray) -> list[tuple[int, int, int, float, float]]:
-    """SPPO-hard (TRL's `sppo_hard` loss): per instruction, the response with the highest win rate
+    """SPPO: per instruction, the response with the highest win rate
     vs the one with the lowest, with their win rates; equal win rates give no pair."""
     return best_vs_worst(win_rates(prob))
 

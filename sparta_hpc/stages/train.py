@@ -36,12 +36,16 @@ from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_lo
 log = logging.getLogger(__name__)
 
 
-def training_rows(pairs_path: Path, system_prompt: str | None) -> list[dict]:
+def training_rows(pairs_path: Path, system_prompt: str | None, win_rates: bool = False) -> list[dict]:
+    """The pairs as TRL rows; `win_rates`: with SPPO's estimated win rates of the two answers
+    (the pairs' score_chosen / score_rejected, methods/rows.py) as chosen_win / rejected_win."""
     rows = []
     for line in pairs_path.read_text().splitlines():
         row = json.loads(line)
         rows.append({"prompt": with_system(system_prompt, row["prompt"]), "chosen": row["chosen"],
                      "rejected": row["rejected"]})
+        if win_rates:
+            rows[-1].update(chosen_win=float(row["score_chosen"]), rejected_win=float(row["score_rejected"]))
     return rows
 
 
@@ -51,13 +55,14 @@ def pairs_files(cfg: Config, paths: RunPaths, iteration: int) -> list[Path]:
     return [paths.pairs(p) for p in previous_iterations(cfg, iteration)] + [paths.pairs(iteration)]
 
 
-def training_rows_for(cfg: Config, paths: RunPaths, iteration: int, member: int) -> tuple[list[dict], int]:
+def training_rows_for(cfg: Config, paths: RunPaths, iteration: int, member: int,
+                      win_rates: bool = False) -> tuple[list[dict], int]:
     """(the member's training rows of iteration t, how many of them are earlier iterations' pairs).
     A fixed concatenation of recorded files: a resumed job sees the same rows in the same order."""
     files = pairs_files(cfg, paths, iteration)
     prompt = cfg.members[member].system_prompt
-    earlier = [row for f in files[:-1] for row in training_rows(f, prompt)]
-    return earlier + training_rows(files[-1], prompt), len(earlier)
+    earlier = [row for f in files[:-1] for row in training_rows(f, prompt, win_rates)]
+    return earlier + training_rows(files[-1], prompt, win_rates), len(earlier)
 
 
 def on_disk(dataset, work: Path):
@@ -76,6 +81,7 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     from trl import DPOConfig
 
     from .dpo_trainer import CountingDPOTrainer
+    from .sppo_trainer import SPPOTrainer
 
     m, tc = cfg.members[member], cfg.train
     work = paths.train_dir(iteration, m.name)
@@ -85,21 +91,23 @@ def train_member(cfg: Config, paths: RunPaths, iteration: int, member: int) -> d
     settings.update(trainer_settings(cfg, paths, iteration, m.name))  # report_to: TRL's metrics to the tracker
     # Made before the model is loaded: under ZeRO-3 the arguments switch on DeepSpeed's zero.Init, so that
     # from_pretrained puts only its slice of the base model on each rank (else every rank holds it whole)
-    args = DPOConfig(**settings, beta=tc.beta, loss_type=cfg.loss_type,  # SPPO: sppo_hard
+    soft_sppo = cfg.loss_type == "sppo"  # SPPO's own loss, which TRL has not: SPPOTrainer (TRL's value is dropped)
+    args = DPOConfig(**settings, beta=tc.beta, loss_type="sppo_hard" if soft_sppo else cfg.loss_type,
                      precompute_ref_log_probs=tc.precompute_ref_log_probs, weight_decay=tc.weight_decay)
     model, tokenizer = load_policy(cfg, m.model, member_adapter(cfg, paths, iteration, member),
                                    paths.initial_adapter(iteration, m.name))
     loaded = memory_at_load(model)
-    rows, previous = training_rows_for(cfg, paths, iteration, member)
+    rows, previous = training_rows_for(cfg, paths, iteration, member, win_rates=soft_sppo)
     if not rows:  # nothing to learn: the member stays as it is
         save_trained_adapter(model, paths.adapter(iteration, m.name))
         return {"pairs": 0, "pairs_previous": 0, "steps": 0, "loss_type": cfg.loss_type}
     dataset = Dataset.from_list(rows)
     if tc.precompute_ref_log_probs:
         dataset = on_disk(dataset, work)
-    trainer = CountingDPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
-                                 callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")],
-                                 max_prompt_length=tc.max_prompt_length)
+    trainer_class, extra = (SPPOTrainer, {"eta": cfg.baseline.sppo_eta}) if soft_sppo else (CountingDPOTrainer, {})
+    trainer = trainer_class(model=model, args=args, processing_class=tokenizer, train_dataset=dataset,
+                            callbacks=[finite_loss_guard(f"member {m.name}, iteration {iteration} (DPO)")],
+                            max_prompt_length=tc.max_prompt_length, **extra)
     lengths = trainer.length_counts
     if lengths["pairs_dropped_for_length"] or lengths["pairs_cut_at_max_length"] or lengths["prompts_cut"]:
         log.warning("%s (iteration %d): of %d pairs, %d dropped (prompt >= train.max_length %d), %d cut at "
