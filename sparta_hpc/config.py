@@ -183,6 +183,9 @@ class BaselineConfig:
     # SPPO's preference model, which compares two responses; None: the aligned model itself
     judge_model: str | None = None
     judge_adapter: str | None = None
+    # Meta-Rewarding's length control (Wu et al. 2024): the chosen answer is the shortest whose score is
+    # in the top tier [(1 - rho) S_max + rho S_min, S_max]; None: best vs worst (methods/pairs.py)
+    length_control: float | None = None
     # SPIN: iteration t >= 1 trains on its own pairs and iteration t-1's (RUN/iter_{t-1}/pairs.jsonl as
     # recorded), as SPIN's iterations 1-3 mix SPIN_iter{t-1} and SPIN_iter{t} (uclaml/SPIN README:203,
     # configs/config_iter{1,2,3}.yaml); false: iteration t's pairs only

@@ -106,6 +106,7 @@ RANGES: dict[str, Range] = {
     "train.lora_dropout": share(),
     "train.save_steps": COUNT,
     "baseline.samples": COUNT,
+    "baseline.length_control": share(),
     "baseline.sppo_eta": above(0),
     "sft.max_examples": COUNT,
     "sft.learning_rate": above(0),

@@ -152,6 +152,7 @@ def test_every_baseline_runs_through_the_same_stages_and_trains_only_its_model(r
     (["method=sppo", "baseline.samples=1"], "need >= 2"),
     (["method=self_rewarding", "baseline.member=zed"], "no member 'zed'"),
     (["train.loss_type=dpo"], "train.loss_type: must be one of"),
+    (["method=self_rewarding", "baseline.length_control=0.2"], "baseline.length_control: Meta-Rewarding's"),
 ])
 def test_bad_method_settings_are_refused_before_any_job(base, tmp_path, caplog, change, message):
     _, config = base
@@ -222,3 +223,16 @@ def test_spin_trains_iteration_1_on_its_pairs_and_iteration_0s_unless_told_not_t
     # iteration 0 has no previous data; iteration 1 starts from iteration 0's model
     assert read_json(paths.marker(0, "train", "bo"))["pairs_previous"] == 0
     assert read_json(paths.adapter(1, "bo") / "scripted.json")["started_from"] == str(paths.adapter(0, "bo"))
+
+
+def test_meta_rewardings_length_control_chooses_the_shortest_of_the_top_tier():
+    from sparta_hpc.methods.pairs import length_controlled
+
+    scores = np.array([[9.0, 8.0, 3.0, 2.0],   # top tier at rho 0.2: >= 0.8 * 9 + 0.2 * 2 = 7.6: answers 0 and 1
+                       [5.0, 5.0, 5.0, 5.0],   # all tied: no pair
+                       [NAN, 7.0, 7.0, 1.0]])  # two best tie: the shorter one
+    lengths = np.array([[120, 40, 10, 80], [1, 2, 3, 4], [5, 50, 20, 9]])
+    assert length_controlled(scores, lengths, 0.2) == [(0, 1, 3, 8.0, 2.0), (2, 2, 3, 7.0, 1.0)]
+    # rho 0: only the best count, which is best vs worst
+    assert length_controlled(scores, lengths, 0.0) == [(0, 0, 3, 9.0, 2.0), (2, 2, 3, 7.0, 1.0)]
+    assert length_controlled(scores, lengths, 0.0)[:1] == best_vs_worst(scores)[:1]

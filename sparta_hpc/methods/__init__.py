@@ -65,6 +65,9 @@ def check_method(cfg: Config, instructions: list, missing: list[str] | None = No
     if cfg.method in ("self_rewarding", "meta_rewarding", "sppo") and b.samples < 2:
         raise ConfigError(f"baseline.samples: {cfg.method} compares several answers per instruction; "
                           f"need >= 2, got {b.samples}")
+    if b.length_control is not None and cfg.method != "meta_rewarding":
+        raise ConfigError(f"baseline.length_control: Meta-Rewarding's length control; method {cfg.method} does not "
+                          "use it (set it to null)")
     if cfg.method == "meta_rewarding" and (cfg.judge.rounds < 2 or cfg.judge.temperature <= 0):
         raise ConfigError("meta_rewarding: the model's judgments are compared with each other: set "
                           "judge.rounds >= 2 and judge.temperature > 0 (sampled judgments)")

@@ -27,6 +27,28 @@ def best_vs_worst(scores: np.ndarray) -> list[tuple[int, int, int, float, float]
     return pairs
 
 
+def length_controlled(scores: np.ndarray, lengths: np.ndarray, rho: float) -> list[tuple[int, int, int, float, float]]:
+    """Meta-Rewarding's length control (Wu et al. 2024, "length-control"): the chosen response is the
+    shortest one whose score lies in the top tier [(1 - rho) S_max + rho S_min, S_max], the rejected one
+    the lowest scored (the longest of those, on a tie). rho 0: best vs worst, the shortest of the best on
+    a tie. `lengths` (n, S): the responses' lengths in words. Instructions whose scores all tie give no
+    pair, as in best_vs_worst."""
+    pairs = []
+    for c, row in enumerate(np.asarray(scores, float)):
+        valid = np.flatnonzero(~np.isnan(row))
+        if len(valid) < 2:
+            continue
+        high, low = row[valid].max(), row[valid].min()
+        if high == low:
+            continue
+        tier = [int(s) for s in valid if row[s] >= (1 - rho) * high + rho * low]
+        chosen = min(tier, key=lambda s: (lengths[c][s], s))
+        rejected = max((int(s) for s in valid if row[s] == low), key=lambda s: (lengths[c][s], -s))
+        if row[chosen] > row[rejected]:
+            pairs.append((c, chosen, rejected, float(row[chosen]), float(row[rejected])))
+    return pairs
+
+
 def judge_pairs(judge_scores: np.ndarray, meta_rounds: np.ndarray, p_first_better: np.ndarray):
     """Meta-Rewarding (Wu et al. 2024): the judge's own judgments become pairs too.
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..algorithm.judging import judge_messages
 from ..config import Config
 from ..text import clip
-from .pairs import best_vs_worst, judge_pairs, spin_pairs, sppo_pairs
+from .pairs import best_vs_worst, judge_pairs, length_controlled, spin_pairs, sppo_pairs
 
 
 def _row(prompt: list[dict], chosen: str, rejected: str, **info) -> dict:
@@ -39,7 +39,13 @@ def baseline_rows(cfg: Config, archive: dict, names: list[str]) -> list[dict]:
     if cfg.method == "sppo":  # scores: the answers' estimated win rates
         return [response_row(c, i, j, wi, wj) for c, i, j, wi, wj in sppo_pairs(archive["comparisons/prob"])]
     own = archive["judgments/score"][:, policy, :]  # (n, S): the model's mean score of each of its answers
-    rows = [response_row(c, i, j, si, sj) for c, i, j, si, sj in best_vs_worst(own)]
+    rho = cfg.baseline.length_control
+    if cfg.method == "meta_rewarding" and rho is not None:  # the shortest of the top tier is chosen
+        lengths = np.vectorize(lambda t: len(str(t).split()))(text)
+        chosen_rejected = length_controlled(own, lengths, rho)
+    else:
+        chosen_rejected = best_vs_worst(own)
+    rows = [response_row(c, i, j, si, sj) for c, i, j, si, sj in chosen_rejected]
     if cfg.method == "meta_rewarding":
         raw, parsed = archive["judgments/raw"][:, policy], archive["judgments/parsed"][:, policy]
         for c, s, a, b, p in judge_pairs(parsed, archive["meta/rounds"], archive["meta/p_hi_better"]):
