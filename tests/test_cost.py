@@ -4,6 +4,7 @@ config, the dry run printing them, and a dry run before the models are downloade
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sparta_hpc.algorithm.judging import JUDGE_TEMPLATE
 from sparta_hpc.config import load_config
 from sparta_hpc.cost import CHAT_TOKENS, cost_lines, run_cost
 
-from .conftest import SAMPLES
+from .conftest import ROOT, SAMPLES
 
 
 def write_config(folder: Path, **changes) -> Path:
@@ -157,3 +158,14 @@ def test_a_dry_run_before_data_prepare_warns_and_shows_the_plan(tmp_path, capsys
     assert driver.main(["--config", str(config), *absent]) == 2
     assert any("config error: instructions.source: no file at" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset, steps", [("paper-authors.yaml", 1000), ("paper-qwen7b.yaml", 125)])
+def test_the_presets_dry_run_shows_their_dpo_optimizer_steps(preset, steps, monkeypatch, tmp_path):
+    """The authors' DPO takes one pair per step; the recommended preset 8: 1,000 and 125 steps per member
+    per iteration of 1,000 pairs (64 pairs per step once gave 16, unnoticed)."""
+    for var in ("SPARTA_MODELS", "SPARTA_DATA", "SPARTA_TRIBE"):
+        monkeypatch.setenv(var, str(tmp_path))
+    monkeypatch.setenv("SPARTA_VLLM_PYTHON", sys.executable)
+    text = "\n".join(cost_lines(load_config(ROOT / "configs" / preset)))
+    assert f"train 1000 pairs x 10 member(s), {steps} optimizer steps each" in text, text
