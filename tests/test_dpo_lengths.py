@@ -48,7 +48,7 @@ def test_dropped_and_cut_pairs_are_counted_and_a_prompt_limit_keeps_the_long_pro
     def trainer(max_prompt_length):
         args = DPOConfig(output_dir=str(tmp_path / str(max_prompt_length)), max_length=96, max_steps=1,
                          per_device_train_batch_size=3, report_to=[], use_cpu=True, save_strategy="no",
-                         logging_steps=1, disable_tqdm=True)
+                         logging_steps=1, disable_tqdm=True, bf16=False, gradient_checkpointing=False)  # TRL: True
         return CountingDPOTrainer(model=model, args=args, processing_class=tokenizer,
                                   train_dataset=Dataset.from_list(pairs()), max_prompt_length=max_prompt_length)
 
