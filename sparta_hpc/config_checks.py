@@ -94,8 +94,6 @@ def validate_judge_prompt(cfg: Config) -> None:
     if jc.answer_prefix:
         raise ConfigError(f"judge.answer_prefix: {jc.answer_prefix!r} makes the judge start with its score, but with "
                           f"{what} it justifies first; set judge.answer_prefix: ''")
-    if jc.few_shot:
-        raise ConfigError(f"judge.few_shot: its worked examples answer with a bare score; they do not go with {what}")
 
 
 def missing_model(problem: str, missing: list[str] | None) -> None:

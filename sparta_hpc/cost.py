@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from . import disk, methods, resources
-from .algorithm.judging import CANDIDATES, FEW_SHOT, JUDGE_TEMPLATE, judge_prompt
+from .algorithm.judging import CANDIDATES, FEW_SHOT, judge_prompt
 from .config import Config, Resources
 from .eval import data as eval_data
 from .eval import plan as eval_plan
@@ -105,7 +105,7 @@ def iteration_cost(cfg: Config, inst: int) -> dict:
     answer = sum(members[i].max_new_tokens for i in who) / len(who)  # judges read answers at their cap
 
     jc = cfg.judge
-    shots = sum(tokens(JUDGE_TEMPLATE.format(instruction=q, response=a)) + CHAT_TOKENS for q, a, _ in FEW_SHOT) \
+    shots = sum(tokens(judge_prompt(q, a, jc.rubric, jc.reasoning)) + CHAT_TOKENS for q, a, _ in FEW_SHOT) \
         if jc.few_shot else 0
     template = tokens(judge_prompt("", "", jc.rubric, jc.reasoning))
     judgment_prompt = template + inst + answer + shots + CHAT_TOKENS

@@ -37,6 +37,13 @@ def test_the_additive_prompt_is_self_rewardings_and_reasoning_changes_only_the_e
     assert 'Reply with only a JSON object' not in reasoned
     assert judge_messages("Q", "A", few_shot=False, rubric="authors") == [
         {"role": "user", "content": judge_prompt("Q", "A", "authors")}]
+    # worked examples (small judges need them) answer in the format asked: words, then the verdict
+    shots = judge_messages("Q", "A", few_shot=True, reasoning=True)
+    assert len(shots) == 7 and shots[1]["content"] == 'The sum is correct and stated directly. {"score": 9}'
+    assert parse_judgment(shots[1]["content"], "spec", True) == 9
+    additive = judge_messages("Q", "A", few_shot=True, rubric="additive5")
+    assert additive[3]["content"] == "Berlin is wrong: the capital of France is Paris. Score: 1"
+    assert judge_messages("Q", "A", few_shot=True)[1]["content"] == '{"score": 9}'  # the bare verdict, as before
 
 
 @pytest.mark.parametrize("text, rubric, reasoning, score", [
@@ -54,7 +61,6 @@ def test_the_score_of_a_reasoned_reply_is_read_from_its_end(text, rubric, reason
 @pytest.mark.parametrize("change, message", [
     ({"judge": {"reasoning": True, "score": "expected"}}, "set judge.score: parsed"),
     ({"judge": {"rubric": "additive5", "answer_prefix": '{"score": '}}, "set judge.answer_prefix: ''"),
-    ({"judge": {"reasoning": True, "few_shot": True}}, "judge.few_shot"),
 ])
 def test_what_cannot_go_with_a_reasoning_judge_is_refused(fake_model, tmp_path, change, message):
     path = tmp_path / "c.yaml"

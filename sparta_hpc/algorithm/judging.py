@@ -112,17 +112,26 @@ def judge_messages(instruction: str, response: str, few_shot: bool = False, rubr
     The caller applies its own tokenizer's chat template; only user/assistant
     roles are used because some templates (e.g. Gemma's) reject a system role.
     """
-    if rubric != "spec" or reasoning:
-        return [{"role": "user", "content": judge_prompt(instruction, response, rubric, reasoning)}]
     messages: list[dict] = []
-    if few_shot:
-        for q, a, score in FEW_SHOT:
-            messages.append({"role": "user", "content": JUDGE_TEMPLATE.format(instruction=q, response=a)})
-            messages.append({"role": "assistant", "content": f'{{"score": {score}}}'})
-    messages.append(
-        {"role": "user", "content": JUDGE_TEMPLATE.format(instruction=instruction, response=response)}
-    )
+    if few_shot:  # the same worked examples, answered in the format the prompt asks for
+        for (q, a, score), why in zip(FEW_SHOT, FEW_SHOT_REASONS, strict=True):
+            messages.append({"role": "user", "content": judge_prompt(q, a, rubric, reasoning)})
+            messages.append({"role": "assistant", "content": worked_answer(score, why, rubric, reasoning)})
+    messages.append({"role": "user", "content": judge_prompt(instruction, response, rubric, reasoning)})
     return messages
+
+
+# A justification per worked example, for judges that reason (judge.reasoning, additive5)
+FEW_SHOT_REASONS = ("The sum is correct and stated directly.",
+                    "Berlin is wrong: the capital of France is Paris.",
+                    "It is relevant but gives no detail or reason.")
+
+
+def worked_answer(score: int, why: str, rubric: str, reasoning: bool) -> str:
+    """A worked example's answer: the bare verdict, or a justification and then the verdict."""
+    if rubric == "additive5":
+        return f"{why} Score: {round(score / 2)}"
+    return f'{why} {{"score": {score}}}' if reasoning else f'{{"score": {score}}}'
 
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
