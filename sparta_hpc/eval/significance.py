@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..instructions import iter_rows
+
 RESAMPLES = 10_000
 SEED = 0
 LEVELS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
@@ -62,10 +64,7 @@ def item_scores(path: Path) -> dict[tuple[str, int], float] | None:
         return None
     out: dict[tuple[str, int], float] = {}
     seen: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        sample = json.loads(line)
+    for _, sample in iter_rows(path, "the evaluation samples"):
         asked = json.dumps(sample.get("prompt", sample.get("doc_index")), sort_keys=True)
         seen[asked] = seen.get(asked, 0) + 1
         value = sample["correct"] if "correct" in sample else sample.get("rating")
