@@ -34,7 +34,7 @@ MODEL = ROOT / ".cache" / "models" / "smollm2-135m-instruct"
 
 
 def pairs(n: int) -> list[dict]:
-    from sparta_hpc.instructions import demo_instructions
+    from sparta_hpc.inputs.instructions import demo_instructions
 
     rows = []
     for i, ins in enumerate(demo_instructions()[:n]):
@@ -60,7 +60,7 @@ def run(mode: str, steps: int, rows: list[dict]) -> tuple[dict, dict, dict | Non
     torch.manual_seed(0)
     deepspeed = mode.startswith("deepspeed")
     if deepspeed:  # a world of one, as the train stage sets up for a single DeepSpeed process
-        from sparta_hpc.io_utils import free_port
+        from sparta_hpc.rundir.files import free_port
 
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(free_port()), DS_ACCELERATOR="cpu")

@@ -58,10 +58,10 @@ def one_point(members: int, duels: int, panel: int | None, folder: Path) -> dict
     from scripted_model import ScriptedGroup, scripted_models
 
     from sparta_hpc import driver
-    from sparta_hpc.config import load_config
+    from sparta_hpc.config.resources import for_task
+    from sparta_hpc.config.schema import load_config
     from sparta_hpc.launch import arrays
-    from sparta_hpc.paths import RunPaths
-    from sparta_hpc.resources import for_task
+    from sparta_hpc.rundir.paths import RunPaths
 
     model_seconds = [0.0]
     for name in ("generate_all", "score_all"):  # the scripted model's own time, to subtract

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODEL = ROOT / ".cache/models/smollm2-135m-instruct"
 
-from sparta_hpc.paths import RunPaths  # noqa: E402 (after the path set-up)
+from sparta_hpc.rundir.paths import RunPaths  # noqa: E402 (after the path set-up)
 
 
 def second_base(folder: Path) -> Path:

@@ -37,7 +37,7 @@ def worker(stage: int, out: Path) -> None:
     import torch.distributed as dist
     from trl import DPOConfig
 
-    from sparta_hpc.config import load_config
+    from sparta_hpc.config.schema import load_config
     from sparta_hpc.stages.lora import load_policy, memory_at_load, per_rank, training_arguments
 
     cfg = load_config(ROOT / "configs/tiny.yaml", [f"train.deepspeed=configs/deepspeed/zero{stage}.json",

@@ -72,7 +72,7 @@ def _footer(start: float, cpu: tuple[float, float]) -> str:
 
 def _versions() -> str:
     sys.path.insert(0, str(ROOT))  # the checkout's sparta_hpc, as the benchmarks import it
-    from sparta_hpc.provenance import versions
+    from sparta_hpc.rundir.provenance import versions
 
     found = versions()
     try:

@@ -27,14 +27,14 @@ import logging
 import sys
 from pathlib import Path
 
-from .config_overrides import ConfigError, apply_overrides
-from .logs import setup_logging
+from .config.overrides import ConfigError, apply_overrides
+from .rundir.logs import setup_logging
 
 log = logging.getLogger("sparta_hpc")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import ReplayInputError, replay
+    from .commands.replay import ReplayInputError, replay
 
     try:
         out = replay(args.duels, args.ratings, args.out, args.set, args.iteration, args.run_dir)
@@ -48,7 +48,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .algorithm.simulate import SimulationConfig, check_panel, simulate, variant_order, variants, with_variant
+    from .commands.simulate import SimulationConfig, check_panel, simulate, variant_order, variants, with_variant
 
     cfg = SimulationConfig(members=args.members, iterations=args.iterations, duels=args.duels, seed=args.seed)
     try:
@@ -100,7 +100,7 @@ def panel_sizes(text: str) -> list[int | None]:
 
 def print_panel_sweep(cfg, sizes: list[int | None]) -> None:
     """Per judge panel size: judgments asked for, Kendall tau and pair accuracy, for both samplings."""
-    from .algorithm.simulate import panel_sweep
+    from .commands.simulate import panel_sweep
 
     rows = panel_sweep(cfg, sizes)
     print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, seed "
@@ -118,7 +118,7 @@ def print_panel_sweep(cfg, sizes: list[int | None]) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export
+    from .commands.export import ExportError, export
 
     try:
         out = export(args.run_dir, args.iteration, args.out, args.duels)
@@ -133,10 +133,10 @@ def eval_config(args: argparse.Namespace):
     """The config of an evaluation: the run's (with eval.*/cluster.* overrides), or one model outside a run."""
     from dataclasses import replace
 
-    from .config import Config, EvalConfig, MemberConfig, RunConfig, TribeConfig, load_config, resolve_paths
+    from .config.schema import Config, EvalConfig, MemberConfig, RunConfig, TribeConfig, load_config, resolve_paths
 
     if args.run_dir is not None:
-        from .paths import RunPaths
+        from .rundir.paths import RunPaths
 
         paths = RunPaths(args.run_dir)
         if not paths.config.exists():
@@ -155,10 +155,10 @@ def eval_config(args: argparse.Namespace):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import driver
-    from .config import validate
+    from .config.schema import validate
     from .eval.plan import check_eval, eval_points
-    from .gpu_checks import check_gpu_path
-    from .paths import INITIAL, RunPaths
+    from .preflight import check_gpu_path
+    from .rundir.paths import INITIAL, RunPaths
 
     try:
         cfg = eval_config(args)
@@ -190,7 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_eval_table(args: argparse.Namespace) -> int:
     from .eval.table import render
-    from .paths import RunPaths
+    from .rundir.paths import RunPaths
 
     paths = RunPaths(args.run_dir)
     if not paths.evaluated_points():
@@ -202,7 +202,7 @@ def cmd_eval_table(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .eval.compare import render
+    from .commands.compare import render
 
     try:
         print(render(args.run_dirs, args.format, args.selection, args.seed))
@@ -213,8 +213,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .paths import RunPaths
-    from .verify import verify
+    from .commands.verify import verify
+    from .rundir.paths import RunPaths
 
     if not RunPaths(args.run_dir).config.exists():
         log.error("verify: %s is not a run directory (no config.yaml)", args.run_dir)
@@ -254,15 +254,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from .suite import main as suite_main
+    from .commands.suite import main as suite_main
 
     return suite_main(args.action, args.suite, args.format, args.dry_run, args.selection, args.seed)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from .prepare.run import Options, prepare
-    from .prepare.sources import PrepareError, load_pins
-    from .prepare.tasks import TASK_NAMES
+    from .commands.prepare.run import Options, prepare
+    from .commands.prepare.sources import PrepareError, load_pins
+    from .commands.prepare.tasks import TASK_NAMES
 
     try:
         eval_files = dict(item.split("=", 1) for item in args.eval_file if "=" in item)
@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="where URLs are cloned (default ~/.cache/sparta_hpc/sources)")
     p.set_defaults(func=cmd_data_prepare)
 
-    # parsed by sparta_hpc.eval.score_cli itself (main() hands it the arguments); listed here for --help
+    # parsed by sparta_hpc.commands.score itself (main() hands it the arguments); listed here for --help
     p = sub.add_parser("score", help="score existing responses with a task's metric, without a model")
     p.add_argument("task", help="gsm8k, math, medqa, normad, kcross or truthfulqa")
     p.add_argument("predictions", help='JSONL: {"doc": <row of the data file>, "response": "<text>"} per line')
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["score"]:
-        from .eval.score_cli import main as score_main
+        from .commands.score import main as score_main
 
         return score_main(argv[1:])
     parser = build_parser()

@@ -22,25 +22,26 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import copies, methods, provenance, repair
-from .config import Config, ConfigError, config_to_yaml, load_config, validate
+from . import methods, repair
+from .config.resources import check_resources
+from .config.schema import Config, ConfigError, config_to_yaml, load_config, validate
 from .eval import plan as eval_plan
 from .eval import selected
 from .eval import table as eval_table
 from .eval.decontaminate import decontaminate
-from .events import EventLog, clock
-from .instructions import load_instructions
-from .io_utils import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
+from .inputs.instructions import load_instructions
+from .inputs.sft_data import check_sft
 from .launch import StageFailed, run_stage
-from .gpu_checks import check_gpu_path
-from .logs import setup_logging
-from .manifest import DamagedFile
-from .overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
-from .paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
-from .resources import check_resources
-from .sft_data import check_sft
+from .preflight import check_gpu_path
+from .report.overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
+from .rundir import copies, provenance
+from .rundir.events import EventLog, clock
+from .rundir.files import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
+from .rundir.logs import setup_logging
+from .rundir.manifest import DamagedFile
+from .rundir.paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .stages import plan as plan_stage
-from .tracking import check_tracking
+from .stages.tracking import check_tracking
 
 log = logging.getLogger("sparta_hpc")
 REWALKS = 2  # walks again after a task found a damaged input mid-run

@@ -19,14 +19,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .config import Config, Resources
-from .devices import GpuPool, visible_gpus
-from .events import EventLog, Progress
-from .io_utils import read_json
-from .paths import ARRAY_STAGES, INITIAL, RunPaths
-from .provenance import record_interpreter, write_config
-from .resources import for_task as task_resources
-from .resources import key as resources_key
+from .backends.devices import GpuPool, visible_gpus
+from .config.resources import for_task as task_resources
+from .config.resources import key as resources_key
+from .config.schema import Config, Resources
+from .rundir.events import EventLog, Progress
+from .rundir.files import read_json
+from .rundir.paths import ARRAY_STAGES, INITIAL, RunPaths
+from .rundir.provenance import record_interpreter, write_config
 from .tasks import StageTask
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,12 @@ import json
 import logging
 from pathlib import Path
 
-from .config import Config
+from .config.schema import Config
 from .eval.plan import eval_points
-from .events import EventLog
-from .io_utils import atomic_write_json
-from .manifest import BadRecord, load_entries, problem, read_record
-from .paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
+from .rundir.events import EventLog
+from .rundir.files import atomic_write_json
+from .rundir.manifest import BadRecord, load_entries, problem, read_record
+from .rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import submitit
 
-from .devices import has_gpu
-from .io_utils import free_port, no_world_write
-from .logs import setup_logging
-from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
+from .backends.devices import has_gpu
+from .rundir.files import free_port, no_world_write
+from .rundir.logs import setup_logging
+from .rundir.paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
 
 
 def _exit_with_driver(driver_pid: int) -> None:
@@ -95,7 +95,7 @@ def run_task(run_dir: str, stage: str, iteration: int, task: int | None = None,
         module.run(cfg, paths, iteration)
     else:
         module.run(cfg, paths, iteration, task)
-    from . import provenance
+    from .rundir import provenance
 
     # ru_maxrss is in KiB on Linux; the code and interpreter that ran: the run's provenance
     return {"seconds": round(time.time() - start, 2),

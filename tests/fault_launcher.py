@@ -52,7 +52,8 @@ def install(point: str) -> None:
     """Arrange for this process to SIGKILL itself at `point` (KILL_POINTS)."""
     import h5py
 
-    from sparta_hpc import archive, tasks
+    from sparta_hpc import tasks
+    from sparta_hpc.rundir import archive
     from sparta_hpc.stages import aggregate, plan, score
 
     stage, _, what = point.partition(".")

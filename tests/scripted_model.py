@@ -32,8 +32,8 @@ from pathlib import Path
 from sparta_hpc import backends
 from sparta_hpc.algorithm.judging import parse_score
 from sparta_hpc.backends import Batch, Generated
-from sparta_hpc.io_utils import atomic_write_json, atomic_write_text
-from sparta_hpc.sft_data import member_examples, member_source
+from sparta_hpc.inputs.sft_data import member_examples, member_source
+from sparta_hpc.rundir.files import atomic_write_json, atomic_write_text
 from sparta_hpc.stages import sft, train
 from sparta_hpc.stages.common import member_adapter
 

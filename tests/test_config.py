@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sparta_hpc.config import ConfigError, InstructionsConfig, load_config, validate
-from sparta_hpc.instructions import demo_instructions, load_instructions
+from sparta_hpc.config.schema import ConfigError, InstructionsConfig, load_config, validate
+from sparta_hpc.inputs.instructions import demo_instructions, load_instructions
 
 from .conftest import ROOT, SAMPLES
 
@@ -186,7 +186,7 @@ def test_resume_with_a_changed_config_is_refused(tmp_path, fake_model, driver):
     path = write_config(tmp_path, fake_model)
     run = tmp_path / "run"
     run.mkdir()
-    from sparta_hpc.config import config_to_yaml
+    from sparta_hpc.config.schema import config_to_yaml
 
     (run / "config.yaml").write_text(config_to_yaml(load_config(path)))
     proc = driver("--config", path, "train.beta=0.2", "--dry-run")
@@ -223,7 +223,7 @@ def test_bad_instruction_files(tmp_path, content, message):
 
 def test_a_second_driver_on_the_same_run_is_refused(tmp_path, fake_model, driver):
     from sparta_hpc.driver import lock_run
-    from sparta_hpc.paths import RunPaths
+    from sparta_hpc.rundir.paths import RunPaths
 
     path = write_config(tmp_path, fake_model)
     held = lock_run(RunPaths(tmp_path / "run"))
@@ -296,7 +296,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_ablation_and_baseline_presets_change_only_what_their_first_lines_say(preset, monkeypatch):
-    from sparta_hpc.config import to_dict
+    from sparta_hpc.config.schema import to_dict
 
     monkeypatch.setenv("SPARTA_MODELS", "/models")
     text = (ROOT / "configs" / preset).read_text()
@@ -316,7 +316,7 @@ def test_ablation_and_baseline_presets_change_only_what_their_first_lines_say(pr
 
 
 def test_a_mixed_tribe_gets_resources_per_group_and_member_and_arrays_respect_max_array_size(tmp_path, driver):
-    from sparta_hpc.config import Resources
+    from sparta_hpc.config.schema import Resources
     from sparta_hpc.launch import arrays
 
     for name in ("small", "big"):

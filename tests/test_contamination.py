@@ -4,9 +4,9 @@ pools (`data prepare --authors-pools`) says what it is."""
 
 import json
 
-from sparta_hpc.config import config_to_yaml, load_config
+from sparta_hpc.config.schema import config_to_yaml, load_config
 from sparta_hpc.eval.contamination import contamination_line, leaked_test_items
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 

@@ -1,4 +1,4 @@
-"""The cost of a run before it runs (sparta_hpc/cost.py): exact figures of a small hand-computable
+"""The cost of a run before it runs (sparta_hpc/report/cost.py): exact figures of a small hand-computable
 config, the dry run printing them, and a dry run before the models are downloaded."""
 
 import json
@@ -12,8 +12,8 @@ import yaml
 
 from sparta_hpc import driver
 from sparta_hpc.algorithm.judging import JUDGE_TEMPLATE
-from sparta_hpc.config import load_config
-from sparta_hpc.cost import CHAT_TOKENS, cost_lines, run_cost
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.report.cost import CHAT_TOKENS, cost_lines, run_cost
 
 from .conftest import ROOT, SAMPLES
 

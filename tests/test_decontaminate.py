@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from sparta_hpc import driver
-from sparta_hpc.config import ConfigError, load_config
+from sparta_hpc.config.schema import ConfigError, load_config
 from sparta_hpc.eval import data
 from sparta_hpc.eval.decontaminate import MIN_CONTAINED, NGRAM, decontaminate, words
-from sparta_hpc.events import EventLog
-from sparta_hpc.instructions import Instruction
-from sparta_hpc.paths import RunPaths
-from sparta_hpc.prepare.clean import MATH_SUFFIX, kcross_prompt, normad_story_eval
+from sparta_hpc.inputs.clean import MATH_SUFFIX, kcross_prompt, normad_story_eval
+from sparta_hpc.inputs.instructions import Instruction
+from sparta_hpc.rundir.events import EventLog
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from sparta_hpc import driver
-from sparta_hpc.devices import GpuPool, visible_gpus
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.backends.devices import GpuPool, visible_gpus
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT
 
@@ -108,7 +108,7 @@ def test_a_vllm_group_never_touches_cuda_and_spawns_its_engine_on_gpus(fake_vllm
     import torch
 
     from sparta_hpc.backends.vllm import VLLMGroup
-    from sparta_hpc.config import VLLMConfig
+    from sparta_hpc.config.schema import VLLMConfig
 
     def touched(*args, **kwargs):
         raise AssertionError("torch.cuda was asked before the engine was built: its workers could not fork")

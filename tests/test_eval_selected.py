@@ -6,8 +6,8 @@ import json
 import pytest
 
 from sparta_hpc.eval import table
-from sparta_hpc.io_utils import read_json
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.files import read_json
+from sparta_hpc.rundir.paths import RunPaths
 
 from .scripted_model import scripted_models
 from .test_pipeline_fast import drive, events, write_config
@@ -78,8 +78,8 @@ def test_the_test_step_reuses_the_dev_shards_and_a_rerun_computes_nothing(runs):
 
 
 def test_cost_counts_the_same_test_items_as_the_run(runs):
-    from sparta_hpc.config import load_config
-    from sparta_hpc.cost import run_cost
+    from sparta_hpc.config.schema import load_config
+    from sparta_hpc.report.cost import run_cost
 
     config, r = runs
     for mode in ("every", "selected"):

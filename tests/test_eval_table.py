@@ -4,7 +4,7 @@ import pytest
 
 from sparta_hpc.eval.plan import cut_shards
 from sparta_hpc.eval.table import headline
-from sparta_hpc.paths import INITIAL
+from sparta_hpc.rundir.paths import INITIAL
 
 
 def test_items_are_cut_into_shards_that_span_small_tasks():

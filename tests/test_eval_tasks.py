@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sparta_hpc.commands.score import main as score_main
 from sparta_hpc.eval import TASK_NAMES, EvalDataError, check_task_data, harness, load_task
 from sparta_hpc.eval.data import SPECS, hash_split
-from sparta_hpc.eval.score_cli import main as score_main
 
 from .conftest import ROOT, SAMPLES
 
@@ -255,10 +255,10 @@ def test_score_cli_malformed_lines(tmp_path, capsys, lines, message):
 
 def test_score_cli_as_a_program(tmp_path):
     path = _predictions(tmp_path, [{"doc": MC_ROW, "response": "The answer is A"}])
-    run = subprocess.run([sys.executable, "-m", "sparta_hpc.eval.score_cli", "kcross", str(path)],
+    run = subprocess.run([sys.executable, "-m", "sparta_hpc.commands.score", "kcross", str(path)],
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"task": "kcross", "n": 1, "score": 1.0, "stderr": None, "correct": [1]}
-    bad = subprocess.run([sys.executable, "-m", "sparta_hpc.eval.score_cli", "kcross", str(tmp_path / "no.jsonl")],
+    bad = subprocess.run([sys.executable, "-m", "sparta_hpc.commands.score", "kcross", str(tmp_path / "no.jsonl")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no.jsonl: no such file" in bad.stderr and bad.stdout == ""

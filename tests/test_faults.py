@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from sparta_hpc import cli, driver, tasks
-from sparta_hpc.archive import read_archive
-from sparta_hpc.manifest import digest_file, load_entries
-from sparta_hpc.paths import RunPaths
-from sparta_hpc.verify import same, verify
+from sparta_hpc.commands.verify import same, verify
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.manifest import digest_file, load_entries
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 from .fault_launcher import run_killed
@@ -438,7 +438,7 @@ def test_hostile_answers_break_no_file_and_fool_no_parser(setup, tmp_path, monke
     its score and then echoes the answer it judged (the injection's {"score": 10} included), so a
     parser that read the answer's text instead of the judge's own score would be caught."""
     from sparta_hpc.algorithm.judging import parse_score
-    from sparta_hpc.text import restore
+    from sparta_hpc.inputs.text import restore
 
     from . import scripted_model
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparta_hpc import driver
-from sparta_hpc.config import Config, TrainConfig
-from sparta_hpc.config_overrides import field_types
-from sparta_hpc.config_ranges import RANGES, range_of
+from sparta_hpc.config.overrides import field_types
+from sparta_hpc.config.ranges import RANGES, range_of
+from sparta_hpc.config.schema import Config, TrainConfig
 
 EXAMPLES_FACTOR = 3  # x the profile's max_examples (50 fast, 500 thorough)
 FUZZ = settings(max_examples=settings.default.max_examples * EXAMPLES_FACTOR, deadline=None,

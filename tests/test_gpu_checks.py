@@ -1,12 +1,12 @@
-"""The GPU path's up-front checks (sparta_hpc/gpu_checks.py), each refusing before any job what would
+"""The GPU path's up-front checks (sparta_hpc/preflight.py), each refusing before any job what would
 otherwise fail, or idle GPUs, only on the cluster. (vLLM's interpreters: tests/test_config.py.)"""
 
 import json
 
 import pytest
 
-from sparta_hpc.config import ConfigError, load_config
-from sparta_hpc.gpu_checks import check_gpu_path
+from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.preflight import check_gpu_path
 
 from .conftest import ROOT
 from .test_config import write_config
@@ -42,7 +42,7 @@ def test_every_gpu_of_a_training_job_has_its_process(tmp_path, fake_model):
     check_gpu_path(config(tmp_path, fake_model, "cluster.train.gpus_per_node=4", "cluster.train.tasks_per_node=4"))
     for preset in ("paper-qwen7b.yaml", "mixed-qwen.yaml", "tribe-tulu-qwen7b.yaml"):
         cfg = load_config(ROOT / "configs" / preset)
-        from sparta_hpc.gpu_checks import check_training_ranks
+        from sparta_hpc.preflight import check_training_ranks
 
         check_training_ranks(cfg)  # the presets use every GPU they ask for
 
@@ -56,7 +56,7 @@ def test_every_gpu_of_a_training_job_has_its_process(tmp_path, fake_model):
 ])
 def test_a_tensor_parallel_size_must_split_the_attention_heads(tmp_path, fake_model, monkeypatch, overrides, heads,
                                                                ok):
-    from sparta_hpc import gpu_checks
+    from sparta_hpc import preflight as gpu_checks
 
     monkeypatch.setattr(gpu_checks, "check_vllm_interpreters", lambda cfg: None)  # no vLLM here
     cfg = config(tmp_path, fake_model, "generate.backend=vllm", "judge.backend=hf", "vllm.tensor_parallel_size=null",

@@ -10,10 +10,10 @@ import yaml
 
 from sparta_hpc import driver
 from sparta_hpc.algorithm.judging import judge_messages, judge_prompt, parse_judgment
-from sparta_hpc.archive import read_archive
-from sparta_hpc.config import ConfigError, load_config
-from sparta_hpc.config_checks import validate
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.config.checks import validate
+from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.paths import RunPaths
 
 from .scripted_model import scripted_models
 

@@ -9,8 +9,6 @@ import pytest
 import yaml
 
 from sparta_hpc import driver
-from sparta_hpc.archive import read_archive
-from sparta_hpc.io_utils import read_json
 from sparta_hpc.methods.pairs import (
     best_vs_worst,
     judge_pairs,
@@ -20,7 +18,9 @@ from sparta_hpc.methods.pairs import (
     symmetric_preference,
     win_rates,
 )
-from sparta_hpc.paths import INITIAL, STAGES, RunPaths
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.files import read_json
+from sparta_hpc.rundir.paths import INITIAL, STAGES, RunPaths
 
 from .conftest import SAMPLES
 from .scripted_model import scripted_models
@@ -186,7 +186,7 @@ def test_compare_prints_one_row_per_method_and_a_column_per_task(runs, capsys):
 def test_spin_trains_iteration_1_on_its_pairs_and_iteration_0s_unless_told_not_to(base, tmp_path, capsys, previous):
     """SPIN's iterations 1-3 train on the previous iteration's synthetic data too (uclaml/SPIN README:203):
     iteration 1's rows are iteration 0's pairs.jsonl as written, then iteration 1's; the marker counts them."""
-    from sparta_hpc.config import load_config
+    from sparta_hpc.config.schema import load_config
     from sparta_hpc.stages import train
 
     _, config = base

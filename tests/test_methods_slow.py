@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from sparta_hpc.archive import read_archive
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 

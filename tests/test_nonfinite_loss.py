@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT
 

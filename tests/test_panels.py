@@ -9,8 +9,8 @@ import pytest
 
 from sparta_hpc.algorithm.matchmaking import MatchConfig, draw_panels, make_duels
 from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
-from sparta_hpc.algorithm.simulate import SimulationConfig, panel_sweep
-from sparta_hpc.config import ConfigError, load_config, validate
+from sparta_hpc.commands.simulate import SimulationConfig, panel_sweep
+from sparta_hpc.config.schema import ConfigError, load_config, validate
 from sparta_hpc.stages import plan
 
 from .test_config import write_config
@@ -112,7 +112,7 @@ def test_panel_sweep_counts_judgments_and_the_simulate_command_prints_it():
 
 
 def test_a_panel_iteration_aggregates_on_its_panels_scores_alone(tmp_path):
-    from sparta_hpc.archive import read_archive
+    from sparta_hpc.rundir.archive import read_archive
     from sparta_hpc.stages import aggregate
 
     from .scripted_model import scripted_models

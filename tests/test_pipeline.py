@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from sparta_hpc.archive import read_archive
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 from .gates import Gates
@@ -124,7 +124,7 @@ def test_every_member_adapter_was_trained(reference_run):
         # what the length limits did, counted (stages/dpo_trainer.py): short tiny-run pairs all fit
         assert summary["pairs_given"] == summary["pairs_trained"] == summary["pairs"]
         assert summary["pairs_dropped_for_length"] == 0 and summary["prompts_cut"] == 0
-    from sparta_hpc.config import load_config
+    from sparta_hpc.config.schema import load_config
     from sparta_hpc.report import data as report_data
 
     run = report_data.load(load_config(paths.config), paths, "done")

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from sparta_hpc import cli, driver
-from sparta_hpc.archive import read_archive
-from sparta_hpc.io_utils import read_json
-from sparta_hpc.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.files import read_json
+from sparta_hpc.rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 
 from . import scripted_model
 from .conftest import SAMPLES
@@ -318,8 +318,8 @@ def test_the_pipeline_metrics_reach_tensorboard(run):
 
 def test_wandb_runs_offline_under_the_run_directory(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from sparta_hpc.config import Config, RunConfig, TrackingConfig
-    from sparta_hpc.tracking import log_pipeline
+    from sparta_hpc.config.schema import Config, RunConfig, TrackingConfig
+    from sparta_hpc.stages.tracking import log_pipeline
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     for name in ("WANDB_DIR", "WANDB_PROJECT"):  # set by log_pipeline: restored after the test
@@ -335,7 +335,7 @@ def test_a_refused_submission_is_retried_until_slurm_takes_it(tmp_path, monkeypa
     from submitit.core.utils import FailedJobError
 
     from sparta_hpc import launch
-    from sparta_hpc.events import EventLog
+    from sparta_hpc.rundir.events import EventLog
 
     monkeypatch.setattr(launch, "SUBMIT_WAITS", (0, 0, 0))
     log = EventLog(tmp_path / "events.jsonl")

@@ -19,12 +19,18 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc import cli
+from sparta_hpc.commands.prepare.run import MANIFEST, Options, prepare
+from sparta_hpc.commands.prepare.sources import PINS, PrepareError, SourceChanged, git_blob_id, sha256
+from sparta_hpc.commands.prepare.tasks import MATH_SUFFIX, TASK_NAMES, TASKS
 from sparta_hpc.eval import data as eval_data
-from sparta_hpc.prepare.clean import (eval_key, kcross_prompt, norm, normad_story_eval, normad_story_train,
-                                      truthfulqa_question_train)
-from sparta_hpc.prepare.run import MANIFEST, Options, prepare
-from sparta_hpc.prepare.sources import PINS, PrepareError, SourceChanged, git_blob_id, sha256
-from sparta_hpc.prepare.tasks import MATH_SUFFIX, TASK_NAMES, TASKS
+from sparta_hpc.inputs.clean import (
+    eval_key,
+    kcross_prompt,
+    norm,
+    normad_story_eval,
+    normad_story_train,
+    truthfulqa_question_train,
+)
 
 from .conftest import ROOT, SAMPLES
 
@@ -271,7 +277,7 @@ def test_missing_source_named_with_what_to_do(sources, tmp_path, caplog):
     out = tmp_path / "data"
     opts = _options(sources, out, tasks=("gsm8k",))
     opts.model_swarm = str(folder)
-    with caplog.at_level(logging.ERROR, logger="sparta_hpc.prepare"):
+    with caplog.at_level(logging.ERROR, logger="sparta_hpc.commands.prepare"):
         entry = prepare(opts)["tasks"]["gsm8k"]
     assert entry["status"] == "partial" and entry["missing"][0]["file"] == "eval/gsm8k.json"
     assert "data/eval/gsm8k.json" in caplog.text and "copy it there" in caplog.text
@@ -287,14 +293,14 @@ def test_rerun_skips_what_is_prepared_and_verified(sources, tmp_path, caplog):
     opts = _options(sources, out, tasks=("gsm8k", "normad_country"))
     first = prepare(opts)
     stamp = (out / "gsm8k" / "train.jsonl").stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="sparta_hpc.prepare"):
+    with caplog.at_level(logging.INFO, logger="sparta_hpc.commands.prepare"):
         assert prepare(opts) == first
     assert caplog.text.count("already prepared and verified, skipped") == 2
     assert (out / "gsm8k" / "train.jsonl").stat().st_mtime_ns == stamp
     (out / "eval" / "normad_country.json").write_text("{}")  # damaged: prepared again
     (out / ".tmp-gsm8k-leftover").mkdir()  # an interrupted run's scratch folder: removed
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sparta_hpc.prepare"):
+    with caplog.at_level(logging.INFO, logger="sparta_hpc.commands.prepare"):
         assert prepare(opts)["tasks"] == first["tasks"]
     assert caplog.text.count("skipped") == 1 and not list(out.glob(".tmp-*"))
     opts.authors_pools = True  # other inputs: built again

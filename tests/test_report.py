@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sparta_hpc import cli
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from . import scripted_model
 from .scripted_model import scripted_models

@@ -16,9 +16,9 @@ import pytest
 
 from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
 from sparta_hpc.algorithm.reputation_authors import static_multipliers
-from sparta_hpc.algorithm.simulate import SimulationConfig, simulate
 from sparta_hpc.cli import main
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.commands.simulate import SimulationConfig, simulate
+from sparta_hpc.rundir.paths import RunPaths
 
 from .test_replay import RATINGS, write_inputs
 

@@ -2,7 +2,7 @@
 
 import os
 
-from sparta_hpc.config import load_config
+from sparta_hpc.config.schema import load_config
 from sparta_hpc.launch import sbatch_script
 
 from .conftest import ROOT
@@ -31,8 +31,8 @@ MIXED = ROOT / "tests" / "assets" / "golden" / "mixed-qwen.sbatch"
 
 
 def render_mixed() -> str:
-    from sparta_hpc.overview import first_plan, sbatch_scripts
-    from sparta_hpc.paths import RunPaths
+    from sparta_hpc.report.overview import first_plan, sbatch_scripts
+    from sparta_hpc.rundir.paths import RunPaths
 
     cfg = load_config(ROOT / "configs" / "mixed-qwen.yaml", ["instructions.source=demo"])
     return sbatch_scripts(cfg, RunPaths("/RUN"), first_plan(cfg))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from sparta_hpc.paths import INITIAL, RunPaths
+from sparta_hpc.rundir.paths import INITIAL, RunPaths
 
 from .conftest import ROOT
 from .gates import Gates

@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from sparta_hpc import cli, driver
-from sparta_hpc.config import ConfigError, load_config
-from sparta_hpc.io_utils import read_json
-from sparta_hpc.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
-from sparta_hpc.sft_data import check_sft, demo_sft_rows, member_examples
+from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.inputs.sft_data import check_sft, demo_sft_rows, member_examples
+from sparta_hpc.rundir.files import read_json
+from sparta_hpc.rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 from sparta_hpc.stages.common import member_adapter
 
 from .conftest import ROOT, SAMPLES

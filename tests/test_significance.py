@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from sparta_hpc import cli
-from sparta_hpc.eval.compare import compare
+from sparta_hpc.commands.compare import compare
 from sparta_hpc.eval.significance import item_scores, paired_bootstrap, paired_test, stars
 from sparta_hpc.eval.table import headline, load
-from sparta_hpc.paths import INITIAL, RunPaths
+from sparta_hpc.rundir.paths import INITIAL, RunPaths
 
 from .conftest import SAMPLES
 

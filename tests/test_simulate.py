@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 
-from sparta_hpc.algorithm.simulate import SimulationConfig, kendall_tau, simulate
+from sparta_hpc.commands.simulate import SimulationConfig, kendall_tau, simulate
 
 
 def test_kendall_tau_matches_known_values():

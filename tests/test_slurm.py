@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT
 from .gates import Gates

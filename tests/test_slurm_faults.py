@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT
 from .gates import Gates

@@ -16,7 +16,7 @@ import h5py
 import pytest
 import yaml
 
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT
 

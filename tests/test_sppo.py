@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-from sparta_hpc.config import ConfigError, load_config
+from sparta_hpc.config.schema import ConfigError, load_config
 from sparta_hpc.methods import check_method
 from sparta_hpc.stages.sppo_trainer import sppo_loss
 
@@ -110,7 +110,7 @@ def test_soft_sppo_reports_its_loss_type_and_hard_keeps_trls(tmp_path):
     assert sppo_config(tmp_path).loss_type == "sppo"
     assert sppo_config(tmp_path, sppo_loss="hard").loss_type == "sppo_hard"
     assert sppo_config(tmp_path).baseline.sppo_eta == 1000.0
-    from sparta_hpc.config_ranges import check_ranges
+    from sparta_hpc.config.ranges import check_ranges
 
     with pytest.raises(ConfigError, match="sppo_eta"):
         check_ranges(sppo_config(tmp_path, sppo_eta=0))

@@ -9,9 +9,17 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparta_hpc.archive import read_archive
-from sparta_hpc.config import ClusterConfig, Config, GenerateConfig, JudgeConfig, MemberConfig, RunConfig, TribeConfig
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.config.schema import (
+    ClusterConfig,
+    Config,
+    GenerateConfig,
+    JudgeConfig,
+    MemberConfig,
+    RunConfig,
+    TribeConfig,
+)
+from sparta_hpc.rundir.archive import read_archive
+from sparta_hpc.rundir.paths import RunPaths
 from sparta_hpc.stages import gather, generate, judge, plan
 from sparta_hpc.stages.common import shard_rows
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sparta_hpc import cli, driver, suite
+from sparta_hpc import cli, driver
+from sparta_hpc.commands import suite
 from sparta_hpc.eval.table import headline, load
-from sparta_hpc.paths import INITIAL, RunPaths
+from sparta_hpc.rundir.paths import INITIAL, RunPaths
 
 from . import scripted_model
 from .conftest import ROOT, SAMPLES

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from sparta_hpc import cli
-from sparta_hpc.paths import INITIAL, RunPaths
+from sparta_hpc.rundir.paths import INITIAL, RunPaths
 
 from .conftest import ROOT, SAMPLES
 from .test_slurm import cluster  # noqa: F401 (fixture)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparta_hpc.paths import RunPaths
+from sparta_hpc.rundir.paths import RunPaths
 
 from .conftest import ROOT, SAMPLES
 
@@ -63,7 +63,7 @@ def test_vllm_matches_hf_with_and_without_adapter(opinionated_model, adapters, t
     from sparta_hpc.backends import Batch
     from sparta_hpc.backends.hf import HFGroup
     from sparta_hpc.backends.vllm import VLLMGroup
-    from sparta_hpc.config import VLLMConfig
+    from sparta_hpc.config.schema import VLLMConfig
 
     tiny_model = opinionated_model
     members = {"tuned": str(adapters[0]), "bare": None}

@@ -52,7 +52,7 @@ def local_task_sees_the_gpu(folder: Path) -> dict:
     """A local executor's task given one GPU the way the launcher gives it (launch.gpu_setup)."""
     import submitit
 
-    from sparta_hpc.devices import GpuPool, visible_gpus
+    from sparta_hpc.backends.devices import GpuPool, visible_gpus
     from sparta_hpc.launch import gpu_setup
 
     ids = GpuPool(visible_gpus()).take(1)
@@ -84,7 +84,7 @@ def answers_of(group, members) -> dict:
 def vllm_part(request: dict) -> dict:
     """In the vLLM venv: one engine for every adapter (and the bare base)."""
     from sparta_hpc.backends.vllm import VLLMGroup
-    from sparta_hpc.config import VLLMConfig
+    from sparta_hpc.config.schema import VLLMConfig
 
     group = VLLMGroup(str(MODEL), request["adapters"], dtype="bfloat16", cache_dir=Path(request["cache"]), seed=0,
                       engine=VLLMConfig(max_model_len=1024, gpu_memory_utilization=0.5))
@@ -96,8 +96,8 @@ def train_member(folder: Path, name: str, deepspeed: str) -> dict:
     preset's LoRA shape): its summary, the saved adapter's dtypes and the share of elements that changed."""
     from safetensors.numpy import load_file
 
-    from sparta_hpc.config import load_config
-    from sparta_hpc.paths import RunPaths
+    from sparta_hpc.config.schema import load_config
+    from sparta_hpc.rundir.paths import RunPaths
     from sparta_hpc.stages import train
     from sparta_hpc.tasks import distributed_setup
 

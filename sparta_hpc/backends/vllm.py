@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..devices import has_gpu, visible_gpus
-from ..io_utils import free_port
+from ..rundir.files import free_port
 from . import Batch, Generated, chat_prompts
+from .devices import has_gpu, visible_gpus
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,16 @@ Duels use no labels, but a model aligned on the test prompts themselves is not a
 `data prepare --authors-pools` builds exactly such pools (the authors' NormAd, TruthfulQA and
 Knowledge Crosswords training files hold most of their group's test items: docs/data.md). The
 tables say so for every run, clean or not ("0 of 1,000" is a check too). Items are matched on what
-identifies them (sparta_hpc/prepare/clean.py), not on the whole text: the pools and the evaluation
+identifies them (sparta_hpc/inputs/clean.py), not on the whole text: the pools and the evaluation
 files wrap the same item in different prompts, which the exact-text leakage check cannot see.
 """
 
 from __future__ import annotations
 
-from ..config import Config, ConfigError
-from ..io_utils import read_json
-from ..paths import RunPaths
-from ..prepare.clean import eval_key, instruction_key
+from ..config.schema import Config, ConfigError
+from ..inputs.clean import eval_key, instruction_key
+from ..rundir.files import read_json
+from ..rundir.paths import RunPaths
 from . import data
 from .plan import task_file
 

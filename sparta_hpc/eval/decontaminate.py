@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..config import Config, ConfigError
-from ..prepare.clean import MATH_SUFFIX, eval_key, instruction_key
+from ..config.schema import Config, ConfigError
+from ..inputs.clean import MATH_SUFFIX, eval_key, instruction_key
 from . import data
 from . import plan as eval_plan
 from .leakage import normalize_text

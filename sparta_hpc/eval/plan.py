@@ -16,12 +16,12 @@ import json
 import logging
 from pathlib import Path
 
-from ..config import Config, ConfigError
-from ..config_checks import missing_model
-from ..config_overrides import to_dict
-from ..io_utils import atomic_write_json, read_json
-from ..manifest import load_entries, read_checked_json
-from ..paths import INITIAL, RunPaths
+from ..config.checks import missing_model
+from ..config.overrides import to_dict
+from ..config.schema import Config, ConfigError
+from ..rundir.files import atomic_write_json, read_json
+from ..rundir.manifest import load_entries, read_checked_json
+from ..rundir.paths import INITIAL, RunPaths
 from . import data
 from .leakage import overlap
 

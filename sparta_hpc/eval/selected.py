@@ -10,8 +10,8 @@ made by table.headline itself on the dev scores, so it cannot drift from the tab
 
 from __future__ import annotations
 
-from ..config import Config
-from ..paths import RunPaths
+from ..config.schema import Config
+from ..rundir.paths import RunPaths
 from . import plan as eval_plan
 from . import table
 

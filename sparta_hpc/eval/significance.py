@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..instructions import iter_rows
+from ..inputs.instructions import iter_rows
 
 RESAMPLES = 10_000
 SEED = 0

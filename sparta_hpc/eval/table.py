@@ -19,8 +19,8 @@ from __future__ import annotations
 import csv
 import io
 
-from ..io_utils import read_json
-from ..paths import INITIAL, RunPaths
+from ..rundir.files import read_json
+from ..rundir.paths import INITIAL, RunPaths
 
 SELECTIONS = ("best-dev", "last")
 
@@ -120,7 +120,7 @@ def render(paths: RunPaths, fmt: str = "md") -> str:
         for m in members:
             lines.append(f"| {r['task']} | {m} | "
                          + " | ".join(_cell(figure(scores, p, m, r["task"], r["report"])) for p in points) + " |")
-    from ..config import load_config  # here: the config module imports the eval package's checks
+    from ..config.schema import load_config  # here: the config module imports the eval package's checks
     from .contamination import contamination_line
 
     lines += ["", contamination_line(load_config(paths.config), paths, [r["task"] for r in rows])]

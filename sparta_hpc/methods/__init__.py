@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..config import METHODS, Config, ConfigError, resolve_path
-from ..config_checks import missing_model
-from ..io_utils import atomic_write_json, read_json
-from ..paths import INITIAL, RunPaths
+from ..config.checks import missing_model
+from ..config.schema import METHODS, Config, ConfigError, resolve_path
+from ..rundir.files import atomic_write_json, read_json
+from ..rundir.paths import INITIAL, RunPaths
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..algorithm.judging import judge_messages
-from ..config import Config
-from ..text import clip
+from ..config.schema import Config
+from ..inputs.text import clip
 from .pairs import best_vs_worst, judge_pairs, length_controlled, spin_pairs, sppo_pairs
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import Config
-from ..io_utils import read_json
-from ..paths import RunPaths
+from ..config.schema import Config
+from ..rundir.files import read_json
+from ..rundir.paths import RunPaths
 from . import timeline
 
 
@@ -46,7 +46,7 @@ class RunData:
 
 
 def load(cfg: Config, paths: RunPaths, state: str) -> RunData:
-    from ..archive import read_archive  # h5py: only the report needs it
+    from ..rundir.archive import read_archive  # h5py: only the report needs it
 
     iterations = []
     for t in range(cfg.tribe.iterations):

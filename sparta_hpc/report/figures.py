@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MultipleLocator
 
-from ..paths import INITIAL
+from ..rundir.paths import INITIAL
 from .timeline import STAGE_ORDER, Attempt
 
 DPI = 100

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io_utils import atomic_write_bytes, atomic_write_text, read_json
+from ..rundir.files import atomic_write_bytes, atomic_write_text, read_json
 from . import data, status, timeline
 from .timeline import duration
 

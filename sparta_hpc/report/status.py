@@ -23,8 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ..config import Config, ConfigError, load_config
-from ..paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
+from ..config.schema import Config, ConfigError, load_config
+from ..rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
 from . import timeline
 from .timeline import Attempt, Timeline
 
@@ -120,7 +120,7 @@ class StageRow:
 
 
 def planned_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> int | None:
-    from ..io_utils import read_json
+    from ..rundir.files import read_json
 
     if stage in ("gather", "aggregate", "score"):
         return 1

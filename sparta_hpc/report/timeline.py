@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..events import clock
-from ..paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES
+from ..rundir.events import clock
+from ..rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES
 
 DRIVER_END = ("driver_done", "driver_failed", "driver_stopped")
 STAGE_ORDER = RUN_STAGES + STAGES + EVAL_STAGES  # within one iteration number: iteration, then its evaluation

@@ -13,16 +13,16 @@ import json
 import logging
 
 from ..algorithm.reputation import run_iteration
-from ..archive import pair_rows, read_archive, read_judged, write_aggregated, write_pairs
-from ..config import Config
-from ..io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
-from ..manifest import check_file, digest_file, record_files, write_record
+from ..config.schema import Config
 from ..methods import previous_iterations
 from ..methods.rows import baseline_rows, counts
-from ..paths import RunPaths
-from ..ratings_file import earlier_ratings, load_ratings, ratings_to_json
-from ..tracking import iteration_metrics, log_pipeline
+from ..rundir.archive import pair_rows, read_archive, read_judged, write_aggregated, write_pairs
+from ..rundir.files import atomic_write_bytes, atomic_write_json, atomic_write_text, mark_done
+from ..rundir.manifest import check_file, digest_file, record_files, write_record
+from ..rundir.paths import RunPaths
+from ..rundir.ratings import earlier_ratings, load_ratings, ratings_to_json
 from .common import stage_main
+from .tracking import iteration_metrics, log_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from .. import backends
 from ..backends import Generated, ModelGroup
-from ..config import Config, load_config
-from ..logs import setup_logging
-from ..manifest import check_files, read_checked_json
-from ..paths import RunPaths
-from ..text import sanitize
+from ..config.schema import Config, load_config
+from ..inputs.text import sanitize
+from ..rundir.logs import setup_logging
+from ..rundir.manifest import check_files, read_checked_json
+from ..rundir.paths import RunPaths
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, RunPaths]:

@@ -16,11 +16,11 @@ import logging
 import time
 
 from ..backends import Batch
-from ..config import Config
+from ..config.schema import Config
 from ..eval.plan import item_members
-from ..io_utils import read_json
-from ..manifest import write_shard
-from ..paths import RunPaths
+from ..rundir.files import read_json
+from ..rundir.manifest import write_shard
+from ..rundir.paths import RunPaths
 from .common import member_adapter, model_outputs, open_member_group, set_threads, stage_main, with_system
 
 log = logging.getLogger(__name__)

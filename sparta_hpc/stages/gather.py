@@ -12,14 +12,14 @@ import logging
 
 import numpy as np
 
-from ..archive import write_gathered
-from ..config import Config, config_to_yaml
-from ..io_utils import mark_done
-from ..manifest import check_file, load_entries, read_checked_json, record_files
+from ..config.schema import Config, config_to_yaml
 from ..methods.pairs import symmetric_preference
-from ..paths import RunPaths
-from ..provenance import versions
-from ..ratings_file import load_ratings
+from ..rundir.archive import write_gathered
+from ..rundir.files import mark_done
+from ..rundir.manifest import check_file, load_entries, read_checked_json, record_files
+from ..rundir.paths import RunPaths
+from ..rundir.provenance import versions
+from ..rundir.ratings import load_ratings
 from .common import read_plan, stage_main
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ import logging
 import time
 
 from ..backends import Batch
-from ..config import Config
-from ..manifest import write_shard
-from ..paths import RunPaths
+from ..config.schema import Config
+from ..rundir.manifest import write_shard
+from ..rundir.paths import RunPaths
 from .common import model_outputs, open_member_group, shard_rows, shard_task, stage_main, task_seed, with_system
 
 log = logging.getLogger(__name__)

@@ -33,11 +33,11 @@ from ..algorithm.judging import (
     parse_judgment,
 )
 from ..backends import Batch
-from ..config import Config
-from ..manifest import load_entries, read_checked_json, write_shard
+from ..config.schema import Config
+from ..inputs.text import clip
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
-from ..paths import RunPaths
-from ..text import clip
+from ..rundir.manifest import load_entries, read_checked_json, write_shard
+from ..rundir.paths import RunPaths
 from .common import (
     member_adapter,
     model_outputs,

@@ -13,8 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import Config
-from ..io_utils import disk_errors
+from ..config.schema import Config
+from ..rundir.files import disk_errors
 from .common import is_main_rank
 
 

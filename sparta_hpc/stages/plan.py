@@ -18,13 +18,13 @@ import numpy as np
 from .. import methods
 from ..algorithm.matchmaking import draw_instructions, draw_panels, make_duels
 from ..algorithm.reputation import Ratings
-from ..config import Config
+from ..config.schema import Config
 from ..eval.decontaminate import decontaminate, report_lines
-from ..instructions import load_instructions
-from ..io_utils import atomic_write_json, mark_done
-from ..manifest import check_file, read_checked_json, record_files
-from ..paths import RunPaths
-from ..ratings_file import load_ratings, ratings_to_json
+from ..inputs.instructions import load_instructions
+from ..rundir.files import atomic_write_json, mark_done
+from ..rundir.manifest import check_file, read_checked_json, record_files
+from ..rundir.paths import RunPaths
+from ..rundir.ratings import load_ratings, ratings_to_json
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import time
 from .. import backends
 from ..algorithm.judging import CANDIDATES, SCORE_PREFIX, SCORES, expected_score, parse_score
 from ..backends import Batch
-from ..config import Config
+from ..config.schema import Config
 from ..eval.plan import item_members, item_values
 from ..eval.rated import evaluator_messages
-from ..io_utils import read_json
-from ..manifest import write_shard
-from ..paths import RunPaths
+from ..rundir.files import read_json
+from ..rundir.manifest import write_shard
+from ..rundir.paths import RunPaths
 from .common import model_outputs, set_threads, stage_main, task_seed
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import logging
 
-from ..config import Config
+from ..config.schema import Config
 from ..eval.plan import item_members, item_values
 from ..eval.task import rating_result, score_rows
-from ..io_utils import atomic_write_json, atomic_write_text, mark_done, read_json
-from ..manifest import record_files
-from ..paths import INITIAL, RunPaths
-from ..tracking import log_pipeline
+from ..rundir.files import atomic_write_json, atomic_write_text, mark_done, read_json
+from ..rundir.manifest import record_files
+from ..rundir.paths import INITIAL, RunPaths
 from .common import stage_main
+from .tracking import log_pipeline
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,22 @@ import logging
 import os
 import time
 
-from ..config import Config
-from ..io_utils import mark_done
-from ..manifest import record_files
-from ..paths import INITIAL, RunPaths
-from ..sft_data import member_examples, member_source
+from ..config.schema import Config
+from ..inputs.sft_data import member_examples, member_source
+from ..rundir.files import mark_done
+from ..rundir.manifest import record_files
+from ..rundir.paths import INITIAL, RunPaths
 from .common import is_main_rank, set_threads, stage_main, task_seed
-from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, prune_checkpoints,
-                   save_trained_adapter, train_summary, training_arguments)
+from .lora import (
+    finite_loss_guard,
+    last_checkpoint,
+    load_policy,
+    memory_at_load,
+    prune_checkpoints,
+    save_trained_adapter,
+    train_summary,
+    training_arguments,
+)
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,25 @@ import os
 import time
 from pathlib import Path
 
-from ..config import Config
-from ..io_utils import atomic_write_json, mark_done
-from ..manifest import check_files, record_files
+from ..config.schema import Config
 from ..methods import previous_iterations
-from ..paths import RunPaths
-from ..tracking import trainer_settings
+from ..rundir.files import atomic_write_json, mark_done
+from ..rundir.manifest import check_files, record_files
+from ..rundir.paths import RunPaths
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
-from .lora import (finite_loss_guard, last_checkpoint, load_policy, memory_at_load, prune_checkpoints,
-                   save_trained_adapter, train_summary, training_arguments)
+from .lora import (
+    finite_loss_guard,
+    last_checkpoint,
+    load_policy,
+    memory_at_load,
+    prune_checkpoints,
+    save_trained_adapter,
+    train_summary,
+    training_arguments,
+)
+from .tracking import trainer_settings
 
 log = logging.getLogger(__name__)
 

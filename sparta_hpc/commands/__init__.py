@@ -1,0 +1,1 @@
+"""The bodies of `sparta-hpc`'s subcommands, each called by cli.py after parsing."""

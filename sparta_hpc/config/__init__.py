@@ -1,0 +1,1 @@
+"""The configuration: schema, dotted overrides, numeric ranges, checks, per-job resources."""
