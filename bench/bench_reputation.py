@@ -35,7 +35,8 @@ import numpy as np
 from record import recorded  # bench/record.py: a script's own folder is on sys.path
 
 from sparta_hpc.algorithm import reputation_fast
-from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig
+from sparta_hpc.algorithm.variants import run_iteration
 
 
 def baseline(names, rating, deviation, history, duels, judgments, cfg):
@@ -134,7 +135,7 @@ def timed(fn, repeat: int = 1):
 
 def where_time_goes(start, duels, scores, cfg, repeat: int) -> str:
     """The compiled path's steps, timed one by one: what is left once the loop is compiled."""
-    from sparta_hpc.algorithm.reputation import _append_history, check_inputs, k_factors, preference_pairs
+    from sparta_hpc.algorithm.reputation import append_history, check_inputs, k_factors, preference_pairs
 
     indptr, judge, s_a, s_b = reputation_fast.sparse_judges(scores)
     update, weighted = reputation_fast.kernels()
@@ -147,7 +148,7 @@ def where_time_goes(start, duels, scores, cfg, repeat: int) -> str:
         "CSR lists": lambda: reputation_fast.sparse_judges(scores),
         "update kernel": lambda: update(duels, indptr, judge, s_a, s_b, start.rating.copy(), *args),
         "end scores kernel": lambda: weighted(indptr, judge, s_a, s_b, start.rating, final),
-        "histories, sigma": lambda: _append_history(start.copy(), duels, np.diff(indptr) > 0, changes, cfg),
+        "histories, sigma": lambda: append_history(start.copy(), duels, np.diff(indptr) > 0, changes, cfg),
         "preference pairs": lambda: preference_pairs(duels, final),
     }
     return ", ".join(f"{name} {timed(fn, repeat)[1]:.3f} s" for name, fn in steps.items())

@@ -155,7 +155,7 @@ def eval_config(args: argparse.Namespace):
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import driver
-    from .config.schema import validate
+    from .config.checks import validate
     from .eval.plan import check_eval, eval_points
     from .preflight import check_gpu_path
     from .rundir.paths import INITIAL, RunPaths

@@ -23,8 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import methods, repair
+from .config.checks import validate
 from .config.resources import check_resources
-from .config.schema import Config, ConfigError, config_to_yaml, load_config, validate
+from .config.schema import Config, ConfigError, config_to_yaml, load_config
 from .eval import plan as eval_plan
 from .eval import selected
 from .eval import table as eval_table
@@ -329,7 +330,7 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
             return False
         if t in points:
             run_eval_point(cfg, paths, events, t)
-        copies.copy_iteration(cfg, paths, events, t)  # to run.archive_dir, checked by sha256
+        copies.copy_iteration(cfg.run.archive_dir, [m.name for m in cfg.members], paths, events, t)  # checked by sha256
     run_selected_tests(cfg, paths, events)
     return True
 
@@ -343,7 +344,7 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
         code = {"snapshot": None, "source": str(Path(__file__).resolve().parent)}
     else:  # every job imports the run's snapshot
         code = provenance.use_snapshot(paths, current_code)
-    provenance.write_config(paths, cfg)
+    provenance.write_config(paths, config_to_yaml(cfg))
     events.write("driver_start", argv=argv, code=code.get("snapshot"), commit=code.get("commit"),
                  dirty=code.get("dirty"))
     if changed:

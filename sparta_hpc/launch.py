@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .backends.devices import GpuPool, visible_gpus
 from .config.resources import for_task as task_resources
 from .config.resources import key as resources_key
-from .config.schema import Config, Resources
+from .config.schema import Config, Resources, config_to_yaml
 from .rundir.events import EventLog, Progress
 from .rundir.files import read_json
 from .rundir.paths import ARRAY_STAGES, INITIAL, RunPaths
@@ -307,7 +307,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
                              job_id=str(attempt.job.job_id), **result)
                 if record_interpreter(paths, stage, result.get("interpreter", "?"), versions):
-                    write_config(paths, cfg)  # config.yaml's provenance block names the new interpreter
+                    write_config(paths, config_to_yaml(cfg))  # config.yaml's provenance block names the new interpreter
                 continue
             log_file = attempt.job.paths.stderr
             last_line = error_line(error)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from sparta_hpc.algorithm.matchmaking import MatchConfig, draw_panels, make_duels
-from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig
+from sparta_hpc.algorithm.variants import run_iteration
 from sparta_hpc.commands.simulate import SimulationConfig, panel_sweep
-from sparta_hpc.config.schema import ConfigError, load_config, validate
+from sparta_hpc.config.checks import validate
+from sparta_hpc.config.schema import ConfigError, load_config
 from sparta_hpc.stages import plan
 
 from .test_config import write_config

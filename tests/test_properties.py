@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparta_hpc.algorithm.matchmaking import MatchConfig, closest_members, make_duels
-from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig
+from sparta_hpc.algorithm.variants import run_iteration
 
 
 @st.composite

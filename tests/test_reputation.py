@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, k_factors, run_iteration
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, k_factors
+from sparta_hpc.algorithm.variants import run_iteration
 
 NAN = np.nan
 

@@ -14,8 +14,9 @@ import sys
 import numpy as np
 import pytest
 
-from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig
 from sparta_hpc.algorithm.reputation_authors import static_multipliers
+from sparta_hpc.algorithm.variants import run_iteration
 from sparta_hpc.cli import main
 from sparta_hpc.commands.simulate import SimulationConfig, simulate
 from sparta_hpc.rundir.paths import RunPaths

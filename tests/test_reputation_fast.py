@@ -13,14 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparta_hpc.algorithm import reputation_fast
-from sparta_hpc.algorithm.reputation import (
-    Ratings,
-    ReputationConfig,
-    judge_weights,
-    run_iteration,
-    update_ratings,
-    weighted_scores,
-)
+from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, judge_weights, update_ratings, weighted_scores
+from sparta_hpc.algorithm.variants import run_iteration
 
 HAS_NUMBA = reputation_fast.kernels() is not None
 

@@ -3,5 +3,5 @@
 Data flow of one iteration:
     matchmaking.draw_instructions / matchmaking.make_duels   (SPEC 1.1-1.2)
     judging.judge_messages -> a model -> judging.parse_score  (SPEC 1.4)
-    reputation.run_iteration                                  (SPEC 1.5-1.7)
+    variants.run_iteration                                    (SPEC 1.5-1.7)
 """

@@ -15,7 +15,7 @@ where it is installed (`reputation_fast.py`). `bench/bench_reputation.py`
 compares both against a per-duel dict-based version.
 
 `reputation.variant: authors` runs the authors' own rating code instead
-(`reputation_authors.py`); `reputation.frozen` keeps every rating where it is.
+(`reputation_authors.py`); `variants.run_iteration` picks the one configured.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from operator import mul
-from typing import Sequence
 
 import numpy as np
 
@@ -218,7 +217,7 @@ def update_ratings(
                    if by_reputation else fixed)
     end = start.copy()
     end.rating = np.array(rating)
-    _append_history(end, duels, n_judges > 0, changes, cfg)
+    append_history(end, duels, n_judges > 0, changes, cfg)
     return end, used_scores, n_judges, changes
 
 
@@ -233,7 +232,7 @@ def ratings_before_each_duel(rating: np.ndarray, duels: np.ndarray, changes: np.
     return rating[None, :] + before
 
 
-def _append_history(ratings: Ratings, duels: np.ndarray, scored: np.ndarray, changes: np.ndarray,
+def append_history(ratings: Ratings, duels: np.ndarray, scored: np.ndarray, changes: np.ndarray,
                     cfg: ReputationConfig) -> None:
     """SPEC 1.6 end of iteration: each duelling member's changes, in plan order, join its history."""
     # One stable sort groups the changes by member in plan order (a member is never both sides of a
@@ -260,41 +259,3 @@ def preference_pairs(duels: np.ndarray, final_scores: np.ndarray):
     pairs = np.where(a_wins[:, None], duels[keep], duels[keep][:, ::-1])
     pair_scores = np.where(a_wins[:, None], final_scores[keep], final_scores[keep][:, ::-1])
     return pairs.reshape(-1, 2), keep, pair_scores.reshape(-1, 2)
-
-
-def run_iteration(
-    start: Ratings, duels: np.ndarray, scores: np.ndarray, cfg: ReputationConfig, *,
-    iteration: int | None = None, ratings_after: Sequence[np.ndarray] = (), fast: bool | None = None,
-) -> IterationResult:
-    """One iteration of SPEC 1.5-1.7 (or of the configured variant) on recorded judgments.
-
-    iteration and ratings_after (ratings_after[k]: the ratings at the end of
-    iteration k < iteration) are read only by reputation.authors_static.
-    fast (variant spec): True runs the numba-compiled loop, False the pure-Python
-    one, None picks by size (reputation_fast.use_fast); the two agree to rounding.
-    """
-    duels = np.asarray(duels, dtype=np.int64).reshape(-1, 2)
-    scores = np.asarray(scores, dtype=float)
-    check_inputs(duels, scores, start.rating, cfg.duelists_judge)
-    if cfg.variant == "authors":
-        # Imported here: reputation_authors builds on this module's types.
-        from .reputation_authors import run_authors
-
-        end, update_scores, changes, final_scores = run_authors(start, duels, scores, cfg, iteration, ratings_after)
-        n_judges = valid_judges(scores).sum(axis=1)
-    elif cfg.frozen:  # nothing moves: the scores use the starting weights, history and sigma stay
-        end, changes = start.copy(), np.zeros((len(duels), 2))
-        update_scores = final_scores = weighted_scores(scores, judge_weights(start.rating, cfg))
-        n_judges = valid_judges(scores).sum(axis=1)
-    else:
-        # Imported here: reputation_fast builds on this module's types (and imports numba lazily).
-        from . import reputation_fast
-
-        if reputation_fast.use_fast(len(duels), len(start.rating), fast):  # numba installed and worth it
-            end, update_scores, n_judges, changes, final_scores = reputation_fast.spec_iteration(
-                start, duels, scores, cfg)
-        else:
-            end, update_scores, n_judges, changes = update_ratings(start, duels, scores, cfg)
-            final_scores = weighted_scores(scores, judge_weights(end.rating, cfg))
-    pairs, pair_duels, pair_scores = preference_pairs(duels, final_scores)
-    return IterationResult(end, update_scores, final_scores, n_judges, changes, pairs, pair_duels, pair_scores)

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .reputation import Ratings, ReputationConfig, _append_history, k_factors
+from .reputation import Ratings, ReputationConfig, append_history, k_factors
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def spec_iteration(start: Ratings, duels: np.ndarray, scores: np.ndarray, cfg: R
     n_judges = np.diff(indptr)
     end = start.copy()
     end.rating = rating
-    _append_history(end, duels, n_judges > 0, changes, cfg)
+    append_history(end, duels, n_judges > 0, changes, cfg)
     final = np.empty((n, 2))
     weighted(indptr, judge, s_a, s_b, rating if by_reputation else np.ones(len(rating)), final)
     return end, used, n_judges, changes, final

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..algorithm.reputation import IterationResult, ReputationConfig, run_iteration
+from ..algorithm.reputation import IterationResult, ReputationConfig
+from ..algorithm.variants import run_iteration
 from ..config.overrides import ConfigError, apply_overrides
 from ..rundir.files import atomic_write_text
 from ..rundir.paths import RunPaths

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..algorithm.matchmaking import PANEL_SAMPLINGS, MatchConfig, draw_panels, make_duels, rng_for
-from ..algorithm.reputation import VARIANTS, Ratings, ReputationConfig, run_iteration
+from ..algorithm.reputation import VARIANTS, Ratings, ReputationConfig
+from ..algorithm.variants import run_iteration
 
 _STREAM_WORLD = 101
 

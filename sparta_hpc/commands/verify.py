@@ -239,7 +239,8 @@ def _replay(paths: RunPaths, a: dict, names: list[str], t: int, end, where: str)
     """The archived judgments through the reputation system, with the settings archived with them."""
     import yaml
 
-    from ..algorithm.reputation import ReputationConfig, run_iteration
+    from ..algorithm.reputation import ReputationConfig
+    from ..algorithm.variants import run_iteration
     from ..config.overrides import from_dict
     from ..rundir.archive import read_ratings_from
     from ..rundir.ratings import earlier_ratings

@@ -1,4 +1,4 @@
-"""The range of every number in the config, checked before any job (config.validate).
+"""The range of every number in the config, checked before any job (config.checks.validate).
 
 A number outside its range would otherwise surface deep inside a job (a negative learning rate
 in TRL, a NaN temperature in sampling, 10**30 duels in the plan's allocation). Every integer

@@ -485,6 +485,3 @@ def resolve_paths(cfg: Config) -> Config:
 def config_to_yaml(cfg: Config) -> str:
     return yaml.dump(to_dict(cfg), Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=100)
 
-
-# The checks live in their own module; callers import them from here.
-from .checks import validate, validate_sbatch, zero_stage  # noqa: E402,F401

@@ -18,7 +18,6 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config.schema import Config
 from .events import EventLog
 from .files import atomic_write_json, read_json
 from .manifest import digest_file
@@ -27,11 +26,11 @@ from .paths import RunPaths
 log = logging.getLogger(__name__)
 
 
-def iteration_files(cfg: Config, paths: RunPaths, t: int) -> list[Path]:
-    """What is kept of iteration t (files that exist; folders: every file under them)."""
+def iteration_files(members: list[str], paths: RunPaths, t: int) -> list[Path]:
+    """What is kept of iteration t for these members (files that exist; folders: every file under them)."""
     found = [paths.archive(t), paths.plan(t), paths.pairs(t), paths.summary(t), paths.ratings(t + 1)]
-    for m in cfg.members:
-        found += [paths.adapter(t, m.name), paths.train_log(t, m.name)]
+    for name in members:
+        found += [paths.adapter(t, name), paths.train_log(t, name)]
     point = paths.eval_point(t)
     if point.exists():
         found += [p for p in point.rglob("*") if p.is_file() and p.parent.name not in ("evaluate", "rate")]
@@ -44,14 +43,14 @@ def iteration_files(cfg: Config, paths: RunPaths, t: int) -> list[Path]:
     return out
 
 
-def copy_iteration(cfg: Config, paths: RunPaths, events: EventLog, t: int) -> None:
-    """Copy iteration t to run.archive_dir (nothing without one); only what is not there intact yet."""
-    if not cfg.run.archive_dir:
+def copy_iteration(archive_dir: str | None, members: list[str], paths: RunPaths, events: EventLog, t: int) -> None:
+    """Copy iteration t to archive_dir (run.archive_dir; nothing without one); only what is not there intact yet."""
+    if not archive_dir:
         return
-    dest = Path(cfg.run.archive_dir)
+    dest = Path(archive_dir)
     record = read_json(paths.copy_record(t)) if paths.copy_record(t).exists() else {"files": {}}
     files, copied = {}, 0
-    for src in iteration_files(cfg, paths, t):
+    for src in iteration_files(members, paths, t):
         rel = paths.relative(src)
         want = digest_file(src)
         target = dest / rel

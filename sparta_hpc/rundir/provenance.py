@@ -131,8 +131,6 @@ def header(paths: RunPaths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_config(paths: RunPaths, cfg) -> None:
-    """RUN/config.yaml: the provenance block, then the resolved config."""
-    from ..config.schema import config_to_yaml
-
-    atomic_write_text(paths.config, header(paths) + config_to_yaml(cfg))
+def write_config(paths: RunPaths, config_yaml: str) -> None:
+    """RUN/config.yaml: the provenance block, then the resolved config (config.schema.config_to_yaml)."""
+    atomic_write_text(paths.config, header(paths) + config_yaml)

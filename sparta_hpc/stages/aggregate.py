@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ..algorithm.reputation import run_iteration
+from ..algorithm.variants import run_iteration
 from ..config.schema import Config
 from ..methods import previous_iterations
 from ..methods.rows import baseline_rows, counts
