@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from ..config.schema import Config
-from .events import EventLog
+from .events import COPIED, EventLog
 from .files import atomic_write_json, read_json
 from .manifest import digest_file
 from .paths import RunPaths
@@ -71,7 +71,7 @@ def copy_iteration(cfg: Config, paths: RunPaths, events: EventLog, t: int) -> No
         copied += 1
     atomic_write_json(paths.copy_record(t), {"iteration": t, "dest": str(dest), "files": files})
     if copied:
-        events.write("copied", iteration=t, dest=str(dest), files=copied)
+        events.write(COPIED, iteration=t, dest=str(dest), files=copied)
         log.info("iteration %d: %d file(s) copied to %s, each checked by sha256", t, copied, dest)
 
 
