@@ -36,11 +36,25 @@ from .launch import StageFailed, run_stage
 from .preflight import check_gpu_path
 from .report.overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
 from .rundir import copies, provenance
-from .rundir.events import EventLog, clock
+from .rundir.events import (
+    CONFIG_FORCED,
+    DECONTAMINATED,
+    DRIVER_DONE,
+    DRIVER_FAILED,
+    DRIVER_START,
+    DRIVER_STOPPED,
+    POLICY,
+    RESOURCES_CHANGED,
+    SELECTED_TESTS,
+    STAGE_DONE,
+    EventLog,
+    clock,
+)
 from .rundir.files import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .rundir.logs import setup_logging
 from .rundir.manifest import DamagedFile
 from .rundir.paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
+from .rundir.plan import stage_plan
 from .stages import plan as plan_stage
 from .stages.tracking import check_tracking
 
@@ -103,13 +117,13 @@ def check_resume(cfg: Config, paths: RunPaths, force: bool) -> tuple[str, str] |
     diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "started with", "now"))
     if work_unchanged:
         log.info("continuing %s with changed cluster resources or evaluation settings:\n%s", paths.root, diff)
-        return "resources_changed", diff
+        return RESOURCES_CHANGED, diff
     if not force:
         raise ConfigError(f"{paths.config}: this run was started with another config:\n{diff}\n"
                           "Use the same config to resume (changes under cluster.* and eval.* are accepted), another "
                           "run.dir for a new run, or --force-config to continue with the new one.")
     log.warning("continuing %s with a changed config (--force-config):\n%s", paths.root, diff)
-    return "config_forced", diff
+    return CONFIG_FORCED, diff
 
 
 def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> list[int | None]:
@@ -120,16 +134,15 @@ def stage_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> lis
         return [i for i, m in enumerate(cfg.members) if not paths.is_done(iteration, stage, m.name)]
     if stage == "train":
         return [i for i in methods.trainees(cfg, paths) if not paths.is_done(iteration, "train", cfg.members[i].name)]
-    if stage in EVAL_STAGES:  # `iteration` is the evaluation point
-        plan = read_json(paths.eval_plan(iteration))
+    plan = stage_plan(paths, stage, iteration)  # evaluation stages: `iteration` is the evaluation point
+    if stage in EVAL_STAGES:
         shards = plan[f"{stage}_shards"]
         if stage == "evaluate":
-            return [n for n, (g, k) in enumerate(plan["evaluate_tasks"])
+            return [n for n, (g, k) in enumerate(plan.tasks(stage))
                     if not paths.eval_shard(iteration, stage, shards[k]["name"], g).exists()]
-        return [n for n, k in enumerate(plan["rate_tasks"])
+        return [n for n, k in enumerate(plan.tasks(stage))
                 if not paths.eval_shard(iteration, stage, shards[k]["name"]).exists()]
-    plan = read_json(paths.plan(iteration))
-    return [i for i, (g, k) in enumerate(plan[f"{stage}_tasks"])
+    return [i for i, (g, k) in enumerate(plan.tasks(stage))
             if not paths.shard(iteration, stage, g, k).exists()]
 
 
@@ -176,7 +189,7 @@ def run_selected_tests(cfg: Config, paths: RunPaths, events: EventLog) -> None:
     already done is left alone, a crash re-runs only the missing shards."""
     chosen = selected.selected_tests(cfg, paths)
     if chosen:
-        events.write("selected_tests", points={str(p): tests for p, tests in sorted(chosen.items())})
+        events.write(SELECTED_TESTS, points={str(p): tests for p, tests in sorted(chosen.items())})
     for point in sorted(chosen):
         run_eval_point(cfg, paths, events, point, refresh=True)
 
@@ -192,8 +205,8 @@ def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, it
     if stage == "plan":
         pool = plan_stage.run(cfg, paths, iteration)  # cheap, no model: in the driver
         if pool and pool.get("split"):  # the instructions left out of this iteration's pool, per task
-            events.write("decontaminated", iteration=iteration, **pool)
-        events.write("stage_done", stage="plan", iteration=iteration)
+            events.write(DECONTAMINATED, iteration=iteration, **pool)
+        events.write(STAGE_DONE, stage="plan", iteration=iteration)
     else:
         run_stage(cfg, paths, events, stage, iteration, stage_tasks(cfg, paths, stage, iteration))
         if stage in ARRAY_STAGES:
@@ -312,7 +325,7 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
         if not paths.is_done(INITIAL, "sft"):
             run_one_stage(cfg, paths, events, "sft", INITIAL)
         if stop_after == "sft":
-            events.write("driver_stopped", iteration=INITIAL, stage="sft")
+            events.write(DRIVER_STOPPED, iteration=INITIAL, stage="sft")
             print(tribe_table(cfg, paths))
             log.info("stopped after sft (--stop-after, init-tribe): the initial tribe is trained; run the same "
                      "config without it to go on into SPARTA")
@@ -321,10 +334,10 @@ def run_all(cfg: Config, paths: RunPaths, events: EventLog, stop_after: str | No
     if INITIAL in points:
         run_eval_point(cfg, paths, events, INITIAL)
     if cfg.method != "sparta":
-        events.write("policy", member=methods.choose_policy(cfg, paths))
+        events.write(POLICY, member=methods.choose_policy(cfg, paths))
     for t in range(cfg.tribe.iterations):
         if not run_iteration(cfg, paths, events, t, stop_after):
-            events.write("driver_stopped", iteration=t, stage=stop_after)
+            events.write(DRIVER_STOPPED, iteration=t, stage=stop_after)
             log.info("stopped after %s of iteration %d (--stop-after); run again without it to go on",
                      stop_after, t)
             return False
@@ -345,7 +358,7 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
     else:  # every job imports the run's snapshot
         code = provenance.use_snapshot(paths, current_code)
     provenance.write_config(paths, config_to_yaml(cfg))
-    events.write("driver_start", argv=argv, code=code.get("snapshot"), commit=code.get("commit"),
+    events.write(DRIVER_START, argv=argv, code=code.get("snapshot"), commit=code.get("commit"),
                  dirty=code.get("dirty"))
     if changed:
         events.write(changed[0], diff=changed[1])
@@ -366,10 +379,10 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
             if walk < REWALKS and not isinstance(err, DiskFull) and repair.resume_check(cfg, paths, events, points):
                 log.warning("%s\nrecomputing what was damaged and resuming", err)
                 continue
-            events.write("driver_failed", error=str(err))
+            events.write(DRIVER_FAILED, error=str(err))
             log.error("%s", err)
             return 1
-    events.write("driver_done", seconds=round(time.time() - start, 2))
+    events.write(DRIVER_DONE, seconds=round(time.time() - start, 2))
     log.info("finished in %s: %s", clock(time.time() - start), paths.root)
     if points is None:
         print(summary_table(cfg, paths))

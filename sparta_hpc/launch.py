@@ -20,12 +20,23 @@ import time
 from dataclasses import dataclass, field
 
 from .backends.devices import GpuPool, visible_gpus
+from .config.resources import PER_MODEL
 from .config.resources import for_task as task_resources
 from .config.resources import key as resources_key
 from .config.schema import Config, Resources, config_to_yaml
-from .rundir.events import EventLog, Progress
-from .rundir.files import read_json
-from .rundir.paths import ARRAY_STAGES, INITIAL, RunPaths
+from .rundir.events import (
+    STAGE_DONE,
+    STAGE_START,
+    SUBMIT_RETRY,
+    TASK_ADOPT,
+    TASK_DONE,
+    TASK_FAILED,
+    TASK_SUBMIT,
+    EventLog,
+    Progress,
+)
+from .rundir.paths import ARRAY_STAGES, RunPaths, point_label
+from .rundir.plan import stage_plan
 from .rundir.provenance import record_interpreter, write_config
 from .tasks import StageTask
 
@@ -39,7 +50,10 @@ class StageFailed(RuntimeError):
 
 
 @dataclass
-class Attempt:
+class Submitted:
+    """A task's job that this driver submitted (or adopted) and waits for. What the events say of
+    every attempt, this driver's and earlier ones', is report/timeline.py's Attempt."""
+
     task: int | None
     number: int
     job: object  # submitit.Job
@@ -137,9 +151,9 @@ def adopt_in_flight(cfg: Config, paths: RunPaths, events: EventLog, stage: str, 
     for e in events.read():
         if e.get("stage") != stage or e.get("iteration") != iteration:
             continue
-        if e["event"] in ("task_submit", "task_adopt"):
+        if e["event"] in (TASK_SUBMIT, TASK_ADOPT):
             latest[e["task"]] = (e["job_id"], e.get("attempt", 1))
-        elif e["event"] in ("task_done", "task_failed"):
+        elif e["event"] in (TASK_DONE, TASK_FAILED):
             latest.pop(e["task"], None)
     adopted = {}
     for task, (job_id, attempt) in latest.items():
@@ -148,8 +162,8 @@ def adopt_in_flight(cfg: Config, paths: RunPaths, events: EventLog, stage: str, 
         job = submitit.SlurmJob(folder=paths.job_logs(stage), job_id=job_id)
         state = job.state.split()[0] if job.state else "UNKNOWN"
         if state in ALIVE:
-            adopted[task] = Attempt(task, attempt, job)
-            events.write("task_adopt", stage=stage, iteration=iteration, task=task, attempt=attempt,
+            adopted[task] = Submitted(task, attempt, job)
+            events.write(TASK_ADOPT, stage=stage, iteration=iteration, task=task, attempt=attempt,
                          job_id=job_id, state=state)
             log.info("[iter %d] %s: task %s is still in Slurm as job %s (%s): waiting for it", iteration,
                      stage, task, job_id, state)
@@ -174,7 +188,7 @@ def submit_retrying(submit, label: str, events: EventLog) -> list:
                 raise StageFailed(f"{label}: Slurm refused the submission {n} times, the last: {reason}; check "
                                   "`sinfo`/`squeue`, then run the same command again to resume") from err
             log.warning("%s: submission refused (%s); retrying in %d s", label, reason, wait)
-            events.write("submit_retry", label=label, attempt=n, error=reason, wait=wait)
+            events.write(SUBMIT_RETRY, label=label, attempt=n, error=reason, wait=wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -193,15 +207,6 @@ def error_line(error: BaseException) -> str:
         last_frame = max((i for i, line in enumerate(lines) if line[:1].isspace()), default=-1)
         text = " ".join(line.strip() for line in lines[last_frame + 1:]) or lines[-1]
     return " ".join(text.split())[:500] or repr(error)
-
-
-def stage_plan(paths: RunPaths, stage: str, iteration: int) -> dict | None:
-    """The plan whose task list a per-model stage's tasks index (their base-model group)."""
-    if stage in ("generate", "judge"):
-        return read_json(paths.plan(iteration))
-    if stage == "evaluate":
-        return read_json(paths.eval_plan(iteration))
-    return None
 
 
 def take_batch(waiting: list, free: int, needs: dict, gpus: GpuPool | None) -> tuple[list, list, dict]:
@@ -245,17 +250,18 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
     (then the tasks in flight finish, nothing more is submitted, and StageFailed names each failed task)."""
     if not tasks:
         return
-    plan = stage_plan(paths, stage, iteration)
+    # a per-model stage's tasks index its plan's task list (their base-model group)
+    plan = stage_plan(paths, stage, iteration) if stage in PER_MODEL else None
     needs = {t: task_resources(cfg, stage, t, plan) for t in tasks}  # per base model / member (mixed tribes)
     executors: dict[str, object] = {}
-    when = "before iteration 0" if iteration == INITIAL else f"iteration {iteration}"  # sft, initial evaluation
-    label = f"[{'initial' if iteration == INITIAL else f'iter {iteration}'}] {stage}"
+    when = point_label(iteration, "iteration {}", "before iteration 0")  # sft, initial evaluation
+    label = f"[{point_label(iteration)}] {stage}"
     # Slurm throttles an array itself (cluster.<stage>.array_parallelism)
     parallel = cfg.cluster.local_parallel if cfg.cluster.executor == "local" else len(tasks)
     driver_pid = os.getpid() if cfg.cluster.executor == "local" else None
     adopted = adopt_in_flight(cfg, paths, events, stage, iteration, tasks)
     waiting = [t for t in tasks if t not in adopted]
-    running: list[Attempt] = list(adopted.values())
+    running: list[Submitted] = list(adopted.values())
     attempts = {t: adopted[t].number if t in adopted else 0 for t in tasks}
     done, retried = 0, 0
     in_process = cfg.cluster.executor == "debug"
@@ -265,7 +271,7 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                     len(gpus.ids))
     failed = []  # (task, attempts, last line, log, error) of each task out of retries
     progress = Progress(label, len(tasks))
-    events.write("stage_start", stage=stage, iteration=iteration, tasks=len(tasks))
+    events.write(STAGE_START, stage=stage, iteration=iteration, tasks=len(tasks))
     start = time.time()
     while waiting or running:
         free = max(parallel - len(running), 0)
@@ -291,8 +297,8 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             submitted += list(zip(chunk, jobs))
         for task, job in submitted:
             attempts[task] += 1
-            running.append(Attempt(task, attempts[task], job, gpus=given.get(task, [])))
-            events.write("task_submit", stage=stage, iteration=iteration, task=task, attempt=attempts[task],
+            running.append(Submitted(task, attempts[task], job, gpus=given.get(task, [])))
+            events.write(TASK_SUBMIT, stage=stage, iteration=iteration, task=task, attempt=attempts[task],
                          job_id=str(job.job_id))
         time.sleep(0 if in_process else POLL_SECONDS)
         for attempt in [a for a in running if a.finished(in_process)]:
@@ -304,14 +310,14 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
                 done += 1
                 result = attempt.job.results()[0]  # rank 0
                 versions = result.pop("versions", {})
-                events.write("task_done", stage=stage, iteration=iteration, task=attempt.task,
+                events.write(TASK_DONE, stage=stage, iteration=iteration, task=attempt.task,
                              job_id=str(attempt.job.job_id), **result)
                 if record_interpreter(paths, stage, result.get("interpreter", "?"), versions):
                     write_config(paths, config_to_yaml(cfg))  # config.yaml's provenance block names the new interpreter
                 continue
             log_file = attempt.job.paths.stderr
             last_line = error_line(error)
-            events.write("task_failed", stage=stage, iteration=iteration, task=attempt.task,
+            events.write(TASK_FAILED, stage=stage, iteration=iteration, task=attempt.task,
                          attempt=attempt.number, job_id=str(attempt.job.job_id), log=str(log_file), error=last_line)
             if attempt.number <= cfg.cluster.max_retries:
                 log.warning("%s: task %s failed (attempt %d), retrying; log: %s", label, attempt.task,
@@ -332,5 +338,5 @@ def run_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iterat
             f"last with: {line}\n  See its log {log_file}."
             for task, number, line, log_file, _ in failed) + "\nThe other tasks' work is kept. Fix the cause and "
             "run the same command again to resume.")
-    events.write("stage_done", stage=stage, iteration=iteration, tasks=len(tasks),
+    events.write(STAGE_DONE, stage=stage, iteration=iteration, tasks=len(tasks),
                  seconds=round(time.time() - start, 2))

@@ -20,23 +20,23 @@ re-evaluated one) are recomputed too, and other consumers are named in a warning
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from .config.schema import Config
 from .eval.plan import eval_points
-from .rundir.events import EventLog
+from .rundir.events import DAMAGED, INVALIDATED, RECOMPUTED, EventLog
 from .rundir.files import atomic_write_json
 from .rundir.manifest import BadRecord, load_entries, problem, read_record
-from .rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
+from .rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths, point_label, shard_unit, split_unit
+from .rundir.plan import PLANNED_STAGES, Plan
 
 log = logging.getLogger(__name__)
 
 
 def _records(folder: Path, prefixes: tuple[str, ...] = ()) -> list[Path]:
     found = sorted((folder / "manifest").glob("*.json"))
-    return [r for r in found if not prefixes or r.name.split(".")[0] in prefixes]
+    return [r for r in found if not prefixes or split_unit(r.stem)[0] in prefixes]
 
 
 def _load(record: Path) -> dict | None:
@@ -50,10 +50,10 @@ def unit_done(paths: RunPaths, record: Path) -> Path:
     """The file whose existence says a record's unit is finished (a shard, or the unit's marker), from
     the record's file name alone: a damaged record's own `done` is not to be trusted."""
     iteration, _ = _scope_of(paths, record)
-    stage, _, rest = record.stem.partition(".")
-    if stage in ("generate", "judge", "evaluate", "rate"):
-        return record.parent.parent / stage / f"{rest}.json"
-    return paths.marker(iteration, stage, rest or None)
+    stage, part = split_unit(record.stem)
+    if stage in PLANNED_STAGES:  # a shard: the unit's part is its file name
+        return record.parent.parent / stage / f"{part}.json"
+    return paths.marker(iteration, stage, part)
 
 
 def _scope_of(paths: RunPaths, record: Path) -> tuple[int, tuple[str, ...]]:
@@ -62,7 +62,7 @@ def _scope_of(paths: RunPaths, record: Path) -> tuple[int, tuple[str, ...]]:
     if folder == paths.sft_root:
         return INITIAL, RUN_STAGES
     if folder.parent == paths.root / "eval":
-        return (INITIAL if folder.name == "initial" else int(folder.name[len("iter_"):])), EVAL_STAGES
+        return (INITIAL if folder == paths.eval_point(INITIAL) else int(folder.name[len("iter_"):])), EVAL_STAGES
     return int(folder.name[len("iter_"):]), STAGES
 
 
@@ -80,7 +80,7 @@ def pending_records(cfg: Config, paths: RunPaths, points: list[int] | None = Non
     if last is not None:
         folder = paths.iteration(last)
         shards = ("generate", "judge") if paths.is_done(last, "gather") else ()
-        records += [r for r in _records(folder) if r.name.split(".")[0] not in shards]
+        records += [r for r in _records(folder) if split_unit(r.stem)[0] not in shards]
         if last > 0:  # the adapters its members start from; its ratings (aggregate of t-1) apart
             records += _records(paths.iteration(last - 1), ("train",))
     for p in points:
@@ -102,7 +102,7 @@ def resume_check(cfg: Config, paths: RunPaths, events: EventLog, points: list[in
             files.update((paths.root / rel, None) for rel in read_record(record)["files"])
         except (OSError, BadRecord) as err:
             bad[record] = str(err)
-            events.write("damaged", path=paths.relative(record), problem=f"bad record: {err}")
+            events.write(DAMAGED, path=paths.relative(record), problem=f"bad record: {err}")
             log.warning("%s is a bad record (%s): its unit is recomputed", record, err)
     last = next((t for t in range(cfg.tribe.iterations) if not paths.is_done(t, "train")), None)
     if points is None and last:
@@ -113,7 +113,7 @@ def resume_check(cfg: Config, paths: RunPaths, events: EventLog, points: list[in
         if not what:
             continue
         rel = paths.relative(f)
-        events.write("damaged", path=rel, problem=what)
+        events.write(DAMAGED, path=rel, problem=what)
         log.warning("%s is %s: it is not used", f, what)
         for entry in entries.get(rel, []):  # every unit that wrote it (the archive: gather and aggregate)
             units.setdefault(entry.record, (entry.done, {}))[1][rel] = what
@@ -132,7 +132,7 @@ def invalidate(paths: RunPaths, events: EventLog, record: Path, done: Path, dama
     no reference, but the archive copy aggregate recorded stays recognisable for the rerun."""
     data = _load(record) or {"unit": record.stem, "files": {}}  # a bad record: its unit, nothing intact
     iteration, stages = _scope_of(paths, record)
-    stage = data["unit"].split(".")[0]
+    stage = split_unit(data["unit"])[0]
     for rel in damaged:
         (paths.root / rel).unlink(missing_ok=True)
     done.unlink(missing_ok=True)
@@ -144,10 +144,10 @@ def invalidate(paths: RunPaths, events: EventLog, record: Path, done: Path, dama
     for later in stages[stages.index(stage):]:
         paths.marker(iteration, later).unlink(missing_ok=True)
     why = reason or "; ".join(f"{rel} is {what}" for rel, what in damaged.items())
-    events.write("invalidated", unit=data["unit"], stage=stage, iteration=iteration, reason=why,
+    events.write(INVALIDATED, unit=data["unit"], stage=stage, iteration=iteration, reason=why,
                  files=_contents(data["files"]))
-    where = "sft" if stage in RUN_STAGES else "initial evaluation" if iteration == INITIAL else \
-        f"{'evaluation point' if stage in EVAL_STAGES else 'iteration'} {iteration}"
+    where = "sft" if stage in RUN_STAGES else \
+        point_label(iteration, "evaluation point {}" if stage in EVAL_STAGES else "iteration {}", "initial evaluation")
     log.warning("recomputing %s of the %s: %s", data["unit"], where, why)
 
 
@@ -166,9 +166,9 @@ def after_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iter
     pending: dict[str, dict] = {}
     for e in events.read():
         if e.get("stage") == stage and e.get("iteration") == iteration:
-            if e["event"] == "invalidated":
+            if e["event"] == INVALIDATED:
                 pending[e["unit"]] = e["files"]
-            elif e["event"] == "recomputed":
+            elif e["event"] == RECOMPUTED:
                 pending.pop(e["unit"], None)
     for unit, before in pending.items():
         record = _load(paths.manifest(iteration, unit))
@@ -176,7 +176,7 @@ def after_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, iter
             continue
         now = _contents(record["files"])
         changed = sorted(rel for rel in before if now.get(rel) != before[rel] and Path(rel).name not in RUN_LOGS)
-        events.write("recomputed", unit=unit, stage=stage, iteration=iteration, identical=not changed,
+        events.write(RECOMPUTED, unit=unit, stage=stage, iteration=iteration, identical=not changed,
                      changed=changed)
         if not changed:
             log.info("recomputed %s: identical to what was recorded before", unit)
@@ -197,15 +197,16 @@ def consumers(paths: RunPaths, stage: str, iteration: int, unit: str) -> list[Pa
     if stage == "generate" and not paths.is_done(iteration, "gather"):
         from .stages.common import shard_rows
 
-        plan = json.loads(paths.plan(iteration).read_text())
-        answered = set(shard_rows(plan, "generate", int(unit.split("_s")[1])))
-        readers = [(g, k) for g, k in plan["judge_tasks"] if set(shard_rows(plan, "judge", k)) & answered]
-        return [paths.manifest(iteration, f"judge.g{g:02d}_s{k:04d}") for g, k in readers
-                if paths.shard(iteration, "judge", g, k).exists()]
+        plan = Plan.read(paths.plan(iteration))
+        answered = set(shard_rows(plan, "generate", int(split_unit(unit)[1].split("_s")[1])))  # gGG_sKKKK
+        readers = [paths.shard(iteration, "judge", g, k) for g, k in plan.tasks("judge")
+                   if set(shard_rows(plan, "judge", k)) & answered]
+        return [paths.manifest(iteration, shard_unit("judge", shard)) for shard in readers if shard.exists()]
     if stage == "evaluate" and not paths.is_done(iteration, "score"):
-        plan = json.loads(paths.eval_plan(iteration).read_text())
-        name = unit.split("_", 1)[1]  # evaluate.gGG_<shard name>
+        plan = Plan.read(paths.eval_plan(iteration))
+        name = split_unit(unit)[1].split("_", 1)[1]  # gGG_<shard name>
         items = {i for s in plan["evaluate_shards"] if s["name"] == name for i, _, _ in s["segments"]}
-        return [paths.manifest(iteration, f"rate.{s['name']}") for s in plan["rate_shards"]
+        return [paths.manifest(iteration, shard_unit("rate", paths.eval_shard(iteration, "rate", s["name"])))
+                for s in plan["rate_shards"]
                 if {i for i, _, _ in s["segments"]} & items and paths.eval_shard(iteration, "rate", s["name"]).exists()]
     return []

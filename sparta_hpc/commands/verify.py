@@ -28,7 +28,8 @@ import numpy as np
 
 from ..rundir.copies import check_copies
 from ..rundir.manifest import BadRecord, load_entries, problem, read_record
-from ..rundir.paths import EVAL_STAGES, INITIAL, RunPaths
+from ..rundir.paths import EVAL_STAGES, INITIAL, RunPaths, point_label, shard_unit, split_unit
+from ..rundir.plan import Plan
 
 
 @dataclass
@@ -89,36 +90,34 @@ def expected_units(paths: RunPaths, report: Report) -> None:
                                    "manifests existed?)")
 
     for marker in sorted(paths.sft_root.glob("done/sft.*")):
-        member = marker.name[len("sft."):]
-        need(INITIAL, f"sft.{member}", marker, "")
+        need(INITIAL, marker.name, marker, "")  # a member's marker is named as its unit
     for folder in sorted(paths.root.glob("iter_[0-9]*")):
         t = int(folder.name[len("iter_"):])
-        plan = _json(paths.plan(t)) if paths.is_done(t, "plan") else None
+        plan = _plan(paths.plan(t)) if paths.is_done(t, "plan") else None
         for stage in ("plan", "gather", "aggregate"):
             if paths.is_done(t, stage):
                 need(t, stage, paths.marker(t, stage), "")
         for stage in ("generate", "judge"):
             if plan and paths.is_done(t, stage):
-                for g, k in plan[f"{stage}_tasks"]:
-                    need(t, f"{stage}.g{g:02d}_s{k:04d}", paths.shard(t, stage, g, k),
-                         f"a shard of the finished {stage} stage")
+                for g, k in plan.tasks(stage):
+                    shard = paths.shard(t, stage, g, k)
+                    need(t, shard_unit(stage, shard), shard, f"a shard of the finished {stage} stage")
         for marker in sorted(folder.glob("done/train.*")):
-            member = marker.name[len("train."):]
-            need(t, f"train.{member}", marker, "")
+            member = split_unit(marker.name)[1]
+            need(t, marker.name, marker, "")
             if not (paths.adapter(t, member) / "adapter_config.json").exists():
                 report.problems.append(f"MISSING {paths.relative(paths.adapter(t, member))}/: trained member "
                                        f"{member}'s adapter")
     for point in eval_points_started(paths):
-        plan = _json(paths.eval_plan(point))
+        plan = _plan(paths.eval_plan(point))
         if plan and paths.is_done(point, "evaluate"):
-            for g, k in plan["evaluate_tasks"]:
-                name = plan["evaluate_shards"][k]["name"]
-                need(point, f"evaluate.g{g:02d}_{name}", paths.eval_shard(point, "evaluate", name, g),
-                     "an answer shard")
+            for g, k in plan.tasks("evaluate"):
+                shard = paths.eval_shard(point, "evaluate", plan["evaluate_shards"][k]["name"], g)
+                need(point, shard_unit("evaluate", shard), shard, "an answer shard")
         if plan and paths.is_done(point, "rate"):
-            for k in plan["rate_tasks"]:
-                name = plan["rate_shards"][k]["name"]
-                need(point, f"rate.{name}", paths.eval_shard(point, "rate", name), "a rating shard")
+            for k in plan.tasks("rate"):
+                shard = paths.eval_shard(point, "rate", plan["rate_shards"][k]["name"])
+                need(point, shard_unit("rate", shard), shard, "a rating shard")
         if paths.is_done(point, "score"):
             need(point, "score", paths.marker(point, "score"), "")
 
@@ -139,6 +138,11 @@ def same(a, b) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def _plan(path: Path) -> Plan | None:
+    data = _json(path)
+    return None if data is None else Plan(data)
+
+
 def _ratings_equal(file_ratings, archive_ratings) -> bool:
     return (same(file_ratings.rating, archive_ratings.rating)
             and same(file_ratings.deviation, archive_ratings.deviation)
@@ -151,7 +155,7 @@ def check_archive(paths: RunPaths, t: int, damaged: set[str] = frozenset()) -> l
     from ..rundir.ratings import ReplayInputError, load_ratings
 
     where = f"INCONSISTENT iteration {t}:"
-    a, plan = read_archive(paths.archive(t)), _json(paths.plan(t))
+    a, plan = read_archive(paths.archive(t)), _plan(paths.plan(t))
     if plan is None:
         return [f"{where} plan.json is unreadable"]
     names, out = json.loads(a["attrs"]["members"]), []
@@ -209,10 +213,10 @@ def _score_kind(a: dict) -> str:
     return (yaml.safe_load(a["attrs"]["config"]).get("judge") or {}).get("score", "parsed")
 
 
-def _responses(paths: RunPaths, plan: dict, a: dict, t: int, where: str, damaged: set[str]) -> list[str]:
+def _responses(paths: RunPaths, plan: Plan, a: dict, t: int, where: str, damaged: set[str]) -> list[str]:
     """Every answer slot has a response; it is its generate shard's (where the shards are intact)."""
     out, seen = [], set()
-    shards = [(g, k) for g, k in plan["generate_tasks"]
+    shards = [(g, k) for g, k in plan.tasks("generate")
               if paths.relative(paths.shard(t, "generate", g, k)) not in damaged]
     text = a["responses/text"]
     if text.shape != np.array(plan["authors"]).shape:
@@ -228,7 +232,7 @@ def _responses(paths: RunPaths, plan: dict, a: dict, t: int, where: str, damaged
         if shard is None and paths.shard(t, "generate", g, k).exists():
             out.append(f"{where} {paths.relative(paths.shard(t, 'generate', g, k))} is unreadable")
     absent = [(c, s) for c in range(text.shape[0]) for s in range(text.shape[1]) if (c, s) not in seen]
-    if absent and len(shards) == len(plan["generate_tasks"]) and \
+    if absent and len(shards) == len(plan.tasks("generate")) and \
             all(paths.shard(t, "generate", g, k).exists() for g, k in shards):
         out.append(f"{where} no generate shard holds the answer of instruction {absent[0][0]} slot {absent[0][1]} "
                    f"({len(absent)} missing)")
@@ -266,7 +270,7 @@ def _replay(paths: RunPaths, a: dict, names: list[str], t: int, end, where: str)
 
 def check_eval_point(paths: RunPaths, point: int) -> list[str]:
     summary = _json(paths.eval_summary(point))
-    where = f"INCONSISTENT evaluation point {'initial' if point == INITIAL else point}:"
+    where = f"INCONSISTENT evaluation point {point_label(point, '{}')}:"
     if summary is None:
         return [f"{where} summary.json is unreadable"]
     out = []

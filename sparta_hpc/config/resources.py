@@ -59,13 +59,13 @@ def for_member(cfg: Config, stage: str, member: int) -> Resources:
     return override(getattr(cfg.cluster, stage), m.resources, f"tribe.members.{member} ({m.name!r}).resources")
 
 
-def for_task(cfg: Config, stage: str, task: int | None, plan: dict | None = None) -> Resources:
-    """A task's resources: its base model's (plan: the iteration's or evaluation point's plan, whose
-    task list names the group), its member's, or the stage's."""
+def for_task(cfg: Config, stage: str, task: int | None, plan=None) -> Resources:
+    """A task's resources: its base model's (plan: the iteration's or evaluation point's rundir.plan.Plan,
+    whose task list names the group), its member's, or the stage's."""
     if stage in PER_MEMBER and task is not None:
         return for_member(cfg, stage, task)
     if stage in PER_MODEL and task is not None and plan is not None:
-        group = plan[f"{stage}_tasks"][task][0]
+        group = plan.tasks(stage)[task][0]
         members = plan["groups"][group] if group < len(plan["groups"]) else []
         if members:
             return for_model(cfg, stage, cfg.members[members[0]].model)

@@ -22,6 +22,7 @@ from ..config.schema import Config, ConfigError
 from ..rundir.files import atomic_write_json, read_json
 from ..rundir.manifest import load_entries, read_checked_json
 from ..rundir.paths import INITIAL, RunPaths
+from ..rundir.plan import Plan
 from . import data
 from .leakage import overlap
 
@@ -161,7 +162,7 @@ def digest(value) -> str:
 
 
 def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | None = None,
-              tests: dict[str, list[str]] | None = None) -> dict:
+              tests: dict[str, list[str]] | None = None) -> Plan:
     """The point's task splits ("items") and the shards of its evaluate and rate arrays.
 
     The items of every task split, one after another, are cut into shards of
@@ -200,10 +201,10 @@ def make_plan(cfg: Config, paths: RunPaths, point: int, members: list[int] | Non
         who = {m for i, _, _ in shard["segments"] for m in items[i]["members"]}
         shard["groups"] = [g for g, group in enumerate(groups) if who & {cfg.members[i].name for i in group}]
     names = [cfg.members[i].name for i in members]
-    return {"point": point, "members": names, "groups": groups, "items": items,
-            "evaluate_shards": evaluate, "evaluate_tasks": [[g, k] for k, shard in enumerate(evaluate)
-                                                            for g in shard.get("groups", range(len(groups)))],
-            "rate_shards": rate, "rate_tasks": list(range(len(rate)))}
+    return Plan({"point": point, "members": names, "groups": groups, "items": items,
+                 "evaluate_shards": evaluate, "evaluate_tasks": [[g, k] for k, shard in enumerate(evaluate)
+                                                                 for g in shard.get("groups", range(len(groups)))],
+                 "rate_shards": rate, "rate_tasks": list(range(len(rate)))})
 
 
 def plan_item(cfg: Config, paths: RunPaths, task: str, split: str) -> dict:

@@ -20,13 +20,9 @@ import csv
 import io
 
 from ..rundir.files import read_json
-from ..rundir.paths import INITIAL, RunPaths
+from ..rundir.paths import INITIAL, RunPaths, point_label
 
 SELECTIONS = ("best-dev", "last")
-
-
-def point_name(point: int) -> str:
-    return "initial" if point == INITIAL else f"iter {point}"
 
 
 def load(paths: RunPaths) -> dict[int, dict]:
@@ -103,8 +99,8 @@ def render(paths: RunPaths, fmt: str = "md") -> str:
         init, sparta = r["best_init"], r["sparta"]
         todo = f"({{}}: no {r['report']} result yet; `sparta-hpc eval RUN --{{}} eval.split={r['report']}`)"
         init_cell = _cell(init[2], init[0], todo.format(init[0], "initial")) if init else "-"
-        sparta_cell = _cell(sparta[2], f"{sparta[0]} @ {point_name(sparta[1])}",
-                            todo.format(f"{sparta[0]} @ {point_name(sparta[1])}", f"iteration {sparta[1]}")) \
+        sparta_cell = _cell(sparta[2], f"{sparta[0]} @ {point_label(sparta[1])}",
+                            todo.format(f"{sparta[0]} @ {point_label(sparta[1])}", f"iteration {sparta[1]}")) \
             if sparta else "-"
         change = f"{r['change']:+.1%}" if r["change"] is not None else "-"
         lines.append(f"| {r['task']} | {r['select']} / {r['report']} | {init_cell} | {sparta_cell} | {change} |")
@@ -113,7 +109,7 @@ def render(paths: RunPaths, fmt: str = "md") -> str:
                      f"over {len(changes)} task(s) |")
     points = sorted(scores)
     lines += ["", "Every member at every evaluation point (reported split):", "",
-              "| task | member | " + " | ".join(point_name(p) for p in points) + " |",
+              "| task | member | " + " | ".join(point_label(p) for p in points) + " |",
               "|---|---|" + "---|" * len(points)]
     for r in rows:
         members = sorted({m for p in points for m in scores[p] if r["task"] in scores[p][m]})
@@ -135,12 +131,12 @@ def _csv(scores: dict, rows: list[dict]) -> str:
         for kind in ("best_init", "sparta"):
             if r[kind] and r[kind][2]:
                 m, p, f = r[kind]
-                w.writerow([kind, r["task"], r["report"], m, point_name(p), f["score"], f["stderr"], f["n"],
+                w.writerow([kind, r["task"], r["report"], m, point_label(p), f["score"], f["stderr"], f["n"],
                             f["missing"], r["change"] if kind == "sparta" else ""])
     for p in sorted(scores):
         for m, tasks in scores[p].items():
             for task, per_split in tasks.items():
                 for split, f in per_split.items():
-                    w.writerow(["score", task, split, m, point_name(p), f["score"], f["stderr"], f["n"],
+                    w.writerow(["score", task, split, m, point_label(p), f["score"], f["stderr"], f["n"],
                                 f["missing"], ""])
     return out.getvalue()

@@ -15,6 +15,7 @@ import numpy as np
 from ..config.schema import Config
 from ..rundir.files import read_json
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from . import timeline
 
 
@@ -113,9 +114,8 @@ def judge_counts(run: RunData, it: Iteration) -> dict[str, dict] | None:
 
 def judge_shards(run: RunData, t: int) -> list[dict]:
     """The judgments of every judge shard written so far (iteration t, before its archive exists)."""
-    plan = read_json(run.paths.plan(t))
     out = []
-    for g, k in plan.get("judge_tasks", []):
+    for g, k in Plan.read(run.paths.plan(t)).tasks("judge"):
         path = run.paths.shard(t, "judge", g, k)
         if path.exists():
             out += read_json(path)["judgments"]

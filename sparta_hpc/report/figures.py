@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MultipleLocator
 
-from ..rundir.paths import INITIAL
+from ..rundir.paths import point_label
 from .timeline import STAGE_ORDER, Attempt
 
 DPI = 100
@@ -166,7 +166,7 @@ def eval_scores(scores: dict, headline: list[dict], names: list[str]) -> bytes:
     rows = -(-len(tasks) // cols)
     fig = Figure(figsize=(4.2 * cols, 3.3 * rows))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    labels = ["initial" if p == INITIAL else f"iter {p}" for p in points]
+    labels = [point_label(p) for p in points]
     for ax, row in zip(axes, headline):
         split = row["report"]
         rated = False

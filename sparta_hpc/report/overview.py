@@ -10,13 +10,14 @@ from ..eval.decontaminate import report_lines
 from ..inputs.instructions import Instruction
 from ..inputs.sft_data import member_source
 from ..rundir.files import read_json
-from ..rundir.paths import INITIAL, JOB_STAGES, RunPaths
+from ..rundir.paths import INITIAL, JOB_STAGES, RunPaths, point_label
+from ..rundir.plan import Plan
 from ..stages import plan as plan_stage
 from .cost import cost_lines
 from .disk import disk_lines
 
 
-def first_plan(cfg: Config, instructions: list | None = None) -> dict:
+def first_plan(cfg: Config, instructions: list | None = None) -> Plan:
     """Iteration 0's plan, computed in memory (nothing is written). `instructions`: those of the file
     (None: read it), or stand_ins() in a dry run before the file exists."""
     return plan_stage.make_plan(cfg, 0, plan_stage.initial_ratings(cfg), set(), instructions=instructions)
@@ -27,7 +28,7 @@ def stand_ins(cfg: Config) -> list[Instruction]:
     return [Instruction(str(i), "(no instruction file yet)") for i in range(cfg.tribe.duels_per_iteration)]
 
 
-def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = None, pool: dict | None = None) -> str:
+def dry_run(cfg: Config, paths: RunPaths, plan: Plan, sft_sizes: dict | None = None, pool: dict | None = None) -> str:
     """The plan a person checks before spending cluster time (`sft_sizes`: sft_data.check_sft's; `pool`:
     the decontamination's record, None before the instruction file exists)."""
     groups = plan["groups"]
@@ -44,9 +45,9 @@ def dry_run(cfg: Config, paths: RunPaths, plan: dict, sft_sizes: dict | None = N
     lines += sft_lines(cfg, sft_sizes or {})
     lines += ["per iteration:",
               "  plan       in the driver",
-              f"  generate   job array: {len(plan['generate_tasks'])} tasks (iteration 0) = groups x {n_gen} shards "
+              f"  generate   job array: {len(plan.tasks('generate'))} tasks (iteration 0) = groups x {n_gen} shards "
               f"of {cfg.generate.duels_per_shard} duels [{cfg.generate.backend}]",
-              f"  judge      job array: {len(plan['judge_tasks'])} tasks (iteration 0) = groups x {n_judge} shards "
+              f"  judge      job array: {len(plan.tasks('judge'))} tasks (iteration 0) = groups x {n_judge} shards "
               f"of {cfg.judge.duels_per_shard} duels, {cfg.judge.rounds} round(s), score: {cfg.judge.score}"
               + (f", panels of {cfg.judge.panel_size} of {len(cfg.members) - 2} judges ({cfg.judge.panel_sampling})"
                  if cfg.judge.panel_size else "") + f" [{cfg.judge_backend}]",
@@ -113,7 +114,7 @@ def eval_lines(cfg: Config) -> list[str]:
     if not points:
         return ["evaluation: none (eval.tasks is empty)"]
     ev, splits = cfg.eval, eval_plan.splits(cfg)
-    names = ", ".join("initial" if p == INITIAL else f"after iteration {p}" for p in points)
+    names = ", ".join(point_label(p, "after iteration {}") for p in points)
     lines = [f"evaluation at {len(points)} point(s): {names}", "  tasks (items per split):"]
     rated = []
     for task in ev.tasks:
@@ -162,11 +163,11 @@ def describe(r) -> str:
             f"CPUs/task, {r.mem_gb} GB, {r.time_min} min, array parallelism {r.array_parallelism} {where}").rstrip()
 
 
-def sbatch_scripts(cfg: Config, paths: RunPaths, plan: dict) -> str:
+def sbatch_scripts(cfg: Config, paths: RunPaths, plan: Plan) -> str:
     """The sbatch scripts of iteration 0: one per job array (a stage has one per set of resources)."""
     from ..launch import arrays, sbatch_script
 
-    tasks = {"generate": range(len(plan["generate_tasks"])), "judge": range(len(plan["judge_tasks"])),
+    tasks = {"generate": range(len(plan.tasks("generate"))), "judge": range(len(plan.tasks("judge"))),
              "gather": [None], "aggregate": [None], "train": range(len(cfg.members))}
     if cfg.sft.data:
         tasks = {"sft": range(len(cfg.members)), **tasks}

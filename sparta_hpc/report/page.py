@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..rundir.events import read_events
 from ..rundir.files import atomic_write_bytes, atomic_write_text, read_json
+from ..rundir.paths import point_label
 from . import data, status, timeline
 from .timeline import duration
 
@@ -70,7 +72,7 @@ def make_report(run_dir, out: Path | None = None) -> Path:
     """Write DIR/index.html and DIR/*.png; returns the page's path."""
     cfg, paths = status.open_run(run_dir)
     held, _ = status.probe_lock(paths)
-    events, _ = timeline.read_events(paths.events)
+    events, _ = read_events(paths.events)
     run = data.load(cfg, paths, timeline.state_words(events, held))
     page = Page()
     for add in (reputations, judges, pairs, training, evaluation, stages):
@@ -220,7 +222,7 @@ def evaluation(run: data.RunData, page: Page) -> None:
         init, best = r["best_init"], r["sparta"]
         rows.append([r["task"], f"{r['select']} / {r['report']}",
                      f"{init[2]['score']:.3f} ({init[0]})" if init and init[2] else "-",
-                     f"{best[2]['score']:.3f} ({best[0]} @ {_point(best[1])})" if best and best[2] else "-",
+                     f"{best[2]['score']:.3f} ({best[0]} @ {point_label(best[1])})" if best and best[2] else "-",
                      f"{r['change']:+.1%}" if r["change"] is not None else "-"])
     page.table(["task", "selected on / reported on", "BEST INIT", "selected model", "change"], rows)
     if all(p < 0 for p in scores):
@@ -229,10 +231,6 @@ def evaluation(run: data.RunData, page: Page) -> None:
 
 def _hours(h: float) -> str:
     return "0" if h == 0 else f"{h:.3g}"  # a tiny run's 0.00042 CPU-hours stay visible
-
-
-def _point(p: int) -> str:
-    return "initial" if p < 0 else f"iter {p}"
 
 
 def stages(run: data.RunData, page: Page) -> None:

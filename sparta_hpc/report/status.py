@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass
 
 from ..config.schema import Config, ConfigError, load_config
-from ..rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths
+from ..rundir.events import DRIVER_END, DRIVER_FAILED, DRIVER_START, DRIVER_STOPPED
+from ..rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths, point_label
+from ..rundir.plan import plan_file, stage_plan
 from . import timeline
 from .timeline import Attempt, Timeline
 
@@ -120,18 +122,15 @@ class StageRow:
 
 
 def planned_tasks(cfg: Config, paths: RunPaths, stage: str, iteration: int) -> int | None:
-    from ..rundir.files import read_json
-
     if stage in ("gather", "aggregate", "score"):
         return 1
     if stage == "sft":
         return len(cfg.members)
     if stage == "train":
         return len(cfg.members) if cfg.method == "sparta" else 1
-    plan = paths.eval_plan(iteration) if stage in EVAL_STAGES else paths.plan(iteration)
-    if stage == "plan" or not plan.exists():
+    if stage == "plan" or not plan_file(paths, stage, iteration).exists():
         return None
-    return len(read_json(plan).get(f"{stage}_tasks", []))
+    return len(stage_plan(paths, stage, iteration).tasks(stage))
 
 
 def group_stages(cfg: Config, iteration: int, stage: str | None) -> list[str]:
@@ -192,11 +191,11 @@ def driver_lines(tl: Timeline, held: bool | None, holder: str, now: float) -> tu
     said = f"{timeline.describe(last)} ({_when(last['time'])}, {timeline.duration(now - last['time'])} ago)"
     lines = [f"driver   {lock}" + ("" if held else f"; last holder of driver.lock: {holder}"),
              f"         its last word: {said}"]
-    ended = last["event"] in timeline.DRIVER_END and not held
-    if last["event"] == "driver_start" and held is False:
+    ended = last["event"] in DRIVER_END and not held
+    if last["event"] == DRIVER_START and held is False:
         lines.append("         it ended without a last word (killed, or its job ended): run the same command "
                      "again to resume")
-    if last["event"] == "driver_stopped":
+    if last["event"] == DRIVER_STOPPED:
         lines.append("         the same command without --stop-after goes on")
     return lines, ended
 
@@ -215,7 +214,7 @@ def render(run_dir, n_events: int = 10, now: float | None = None) -> tuple[str, 
     lines += driver
     trained = sum(paths.is_done(t, "train") for t in range(cfg.tribe.iterations))
     lines.append(f"progress {trained}/{cfg.tribe.iterations} iteration(s) trained; evaluation points scored: "
-                 f"{', '.join(_point(p) for p in paths.evaluated_points()) or 'none'}")
+                 f"{', '.join(point_label(p, 'after iteration {}') for p in paths.evaluated_points()) or 'none'}")
     iteration, stage = timeline.position(tl.events)
     lines.append(f"now      {timeline.state_words(tl.events, held)}")
     if iteration is None:
@@ -229,15 +228,11 @@ def render(run_dir, n_events: int = 10, now: float | None = None) -> tuple[str, 
     return "\n".join(lines), ended
 
 
-def _point(p: int) -> str:
-    return "initial" if p == INITIAL else f"after iteration {p}"
-
-
 def _table(iteration: int, rows: list[StageRow]) -> list[str]:
     out = []
     heading = None
     for r in rows:
-        group = timeline.point_label(iteration, r.stage)
+        group = timeline.place(iteration, r.stage)
         if group != heading:
             heading = group
             out += [f"{group}:", f"  {'stage':10s} {'state':11s} {'tasks':>5} {'done':>5} {'in flight':>9} "
@@ -271,7 +266,7 @@ def _slurm(executor: str, flying: list[Attempt], rows: list[StageRow], driver_al
     lines = ["jobs the events name as in flight, as Slurm sees them now:"]
     for a in flying:
         state = states.get(a.job_id, "UNKNOWN (not in squeue or sacct)")
-        lines.append(f"  {timeline.point_label(a.iteration, a.stage)}, {a.stage} task {a.task}: job {a.job_id} "
+        lines.append(f"  {timeline.place(a.iteration, a.stage)}, {a.stage} task {a.task}: job {a.job_id} "
                      f"{state}" + (" (its driver is gone: a rerun adopts it if it is still alive)"
                                    if a.state == "lost" or not driver_alive else ""))
     for r in rows:
@@ -284,7 +279,7 @@ def _failures(tl: Timeline, paths: RunPaths) -> list[str]:
     failed = [a for a in tl.attempts if a.state == "failed"]
     last = timeline.driver_state(tl.events)
     lines = []
-    if last and last["event"] == "driver_failed":
+    if last and last["event"] == DRIVER_FAILED:
         lines += ["", f"the driver stopped: {last.get('error', '?')}"]
     if not failed:
         return lines
@@ -294,7 +289,7 @@ def _failures(tl: Timeline, paths: RunPaths) -> list[str]:
                  and b.start > a.start]
         then = f"retried: {after[-1].state} (attempt {after[-1].attempt})" if after else "not retried"
         task = "" if a.task is None else f" task {a.task}"
-        lines += [f"  {timeline.point_label(a.iteration, a.stage)}, {a.stage}{task}, attempt {a.attempt} (job "
+        lines += [f"  {timeline.place(a.iteration, a.stage)}, {a.stage}{task}, attempt {a.attempt} (job "
                   f"{a.job_id}) at {_when(a.end or a.start)}; {then}",
                   f"    error: {a.error or _last_line(a.log)}", f"    log:   {a.log}"]
     if len(failed) > 10:

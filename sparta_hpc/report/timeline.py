@@ -7,14 +7,28 @@ An attempt is keyed by its job id: a rerun driver numbers its attempts from 1 ag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..rundir.events import clock
-from ..rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES
-
-DRIVER_END = ("driver_done", "driver_failed", "driver_stopped")
+from ..rundir.events import (
+    CONFIG_FORCED,
+    DRIVER_DONE,
+    DRIVER_EVENTS,
+    DRIVER_FAILED,
+    DRIVER_START,
+    DRIVER_STOPPED,
+    POLICY,
+    RESOURCES_CHANGED,
+    STAGE_DONE,
+    STAGE_START,
+    TASK_ADOPT,
+    TASK_DONE,
+    TASK_FAILED,
+    TASK_SUBMIT,
+    clock,
+    read_events,
+)
+from ..rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, point_label
 STAGE_ORDER = RUN_STAGES + STAGES + EVAL_STAGES  # within one iteration number: iteration, then its evaluation
 
 
@@ -42,53 +56,33 @@ class Timeline:
     unreadable: int = 0  # lines that are not JSON (a line being written as we read)
 
 
-def read_events(path: Path) -> tuple[list[dict], int]:
-    """The events, skipping lines that do not parse (counted): the driver may be appending as we read."""
-    if not path.exists():
-        return [], 0
-    events, bad = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(record, dict) and "event" in record and "time" in record:
-            events.append(record)
-        else:
-            bad += 1
-    return events, bad
-
-
 def build(events: list[dict], unreadable: int = 0) -> Timeline:
     """Attempts from task_submit/task_adopt to task_done/task_failed, in order of submission."""
     tl = Timeline(events, unreadable=unreadable)
     by_job: dict[tuple, Attempt] = {}
     for e in events:
         kind = e["event"]
-        if kind == "driver_start":
+        if kind == DRIVER_START:
             # a new driver: what the old one still had running is unknown from here on (local jobs
             # die with their driver; Slurm jobs may be adopted, which reopens them below)
             for a in tl.attempts:
                 if a.state == "in flight":
                     a.state, a.end = "lost", e["time"]
             continue
-        if kind not in ("task_submit", "task_adopt", "task_done", "task_failed"):
+        if kind not in (TASK_SUBMIT, TASK_ADOPT, TASK_DONE, TASK_FAILED):
             continue
         key = (e.get("iteration"), e.get("stage"), e.get("task"), str(e.get("job_id")))
         a = by_job.get(key)
-        if kind == "task_submit" or (kind == "task_adopt" and a is None):
+        if kind == TASK_SUBMIT or (kind == TASK_ADOPT and a is None):
             a = Attempt(e.get("iteration", INITIAL), e.get("stage", "?"), e.get("task"), e.get("attempt", 1),
-                        str(e.get("job_id")), e["time"], adopted=kind == "task_adopt")
+                        str(e.get("job_id")), e["time"], adopted=kind == TASK_ADOPT)
             by_job[key] = a
             tl.attempts.append(a)
-        elif kind == "task_adopt":
+        elif kind == TASK_ADOPT:
             a.state, a.end, a.adopted = "in flight", None, True
         elif a is not None:
             a.end = e["time"]
-            if kind == "task_done":
+            if kind == TASK_DONE:
                 a.state, a.seconds, a.peak_rss_mb = "done", e.get("seconds"), e.get("peak_rss_mb")
             else:
                 a.state, a.log, a.error = "failed", e.get("log"), e.get("error")
@@ -102,7 +96,7 @@ def load(path: Path) -> Timeline:
 def position(events: list[dict]) -> tuple[int | None, str | None]:
     """(iteration, stage) of the latest stage event: the stage running now, or the last one that ran."""
     for e in reversed(events):
-        if e["event"] in ("stage_start", "stage_done", "task_submit", "driver_stopped") and e.get("stage"):
+        if e["event"] in (STAGE_START, STAGE_DONE, TASK_SUBMIT, DRIVER_STOPPED) and e.get("stage"):
             return e.get("iteration"), e["stage"]
     return None, None
 
@@ -110,7 +104,7 @@ def position(events: list[dict]) -> tuple[int | None, str | None]:
 def driver_state(events: list[dict]) -> dict | None:
     """The latest driver_* event (start, done, failed, stopped), None before any."""
     for e in reversed(events):
-        if e["event"].startswith("driver_"):
+        if e["event"] in DRIVER_EVENTS:
             return e
     return None
 
@@ -119,14 +113,14 @@ def state_words(events: list[dict], driver_alive: bool | None) -> str:
     """The run's state in a few words: finished, stopped after judge (iteration 0), running (...), ..."""
     last = driver_state(events)
     iteration, stage = position(events)
-    where = f"{point_label(iteration, stage)}, {stage}"
+    where = f"{place(iteration, stage)}, {stage}"
     if last is None:
         return "not started"
-    if last["event"] == "driver_done":
+    if last["event"] == DRIVER_DONE:
         return "finished"
-    if last["event"] == "driver_stopped":
-        return f"stopped after {last.get('stage')} ({point_label(last.get('iteration'), last.get('stage'))})"
-    if last["event"] == "driver_failed":
+    if last["event"] == DRIVER_STOPPED:
+        return f"stopped after {last.get('stage')} ({place(last.get('iteration'), last.get('stage'))})"
+    if last["event"] == DRIVER_FAILED:
         return f"failed ({where})"
     if driver_alive:
         return f"running ({where})"
@@ -139,57 +133,55 @@ def stage_bounds(events: list[dict], iteration: int, stage: str) -> tuple[float 
     for e in events:
         if e.get("stage") != stage or e.get("iteration") != iteration:
             continue
-        if e["event"] == "stage_start":
+        if e["event"] == STAGE_START:
             start, done = e["time"], None
-        elif e["event"] == "stage_done":
+        elif e["event"] == STAGE_DONE:
             done = e
     return start, done
 
 
-def point_label(iteration: int | None, stage: str | None = None) -> str:
-    """'iteration 3', 'evaluation after iteration 3', 'initial evaluation', 'sft (before iteration 0)'."""
+def place(iteration: int | None, stage: str | None = None) -> str:
+    """Where a stage runs: 'iteration 3', 'evaluation after iteration 3', 'initial evaluation',
+    'sft (before iteration 0)'."""
     if iteration is None:
         return "not started"
     if stage in RUN_STAGES:
         return f"{stage} (before iteration 0)"
-    if iteration == INITIAL:
-        return "initial evaluation"
-    if stage in EVAL_STAGES:
-        return f"evaluation after iteration {iteration}"
-    return f"iteration {iteration}"
+    return point_label(iteration, "evaluation after iteration {}" if stage in EVAL_STAGES else "iteration {}",
+                       "initial evaluation")
 
 
 def describe(e: dict) -> str:
     """One event in plain words (without its time)."""
     kind, it, stage = e["event"], e.get("iteration"), e.get("stage")
-    where = f"{point_label(it, stage)}, {stage}" if stage else ""
+    where = f"{place(it, stage)}, {stage}" if stage else ""
     task = "" if e.get("task") is None else f" task {e['task']}"
-    if kind == "driver_start":
+    if kind == DRIVER_START:
         return "driver started: " + " ".join(str(a) for a in e.get("argv", []))[:160]
-    if kind == "driver_done":
+    if kind == DRIVER_DONE:
         return f"driver finished the run in {duration(e.get('seconds', 0))}"
-    if kind == "driver_failed":
+    if kind == DRIVER_FAILED:
         return f"driver stopped on a failure: {e.get('error', '?')}"
-    if kind == "driver_stopped":
-        return f"driver stopped after {stage} of {point_label(it, stage)} (--stop-after)"
-    if kind == "stage_start":
+    if kind == DRIVER_STOPPED:
+        return f"driver stopped after {stage} of {place(it, stage)} (--stop-after)"
+    if kind == STAGE_START:
         return f"{where}: started, {e.get('tasks', '?')} task(s)"
-    if kind == "stage_done":
+    if kind == STAGE_DONE:
         took = f" in {duration(e['seconds'])}" if e.get("seconds") is not None else ""
         return f"{where}: done{took}"
-    if kind == "task_submit":
+    if kind == TASK_SUBMIT:
         return f"{where}:{task} submitted (attempt {e.get('attempt', 1)}, job {e.get('job_id')})"
-    if kind == "task_adopt":
+    if kind == TASK_ADOPT:
         return f"{where}:{task} still in Slurm as job {e.get('job_id')} ({e.get('state', '?')}): adopted"
-    if kind == "task_done":
+    if kind == TASK_DONE:
         return f"{where}:{task} done in {duration(e.get('seconds', 0))} (peak {e.get('peak_rss_mb', '?')} MB)"
-    if kind == "task_failed":
+    if kind == TASK_FAILED:
         return f"{where}:{task} FAILED (attempt {e.get('attempt', '?')}): {e.get('error', '?')}"
-    if kind == "resources_changed":
+    if kind == RESOURCES_CHANGED:
         return "resumed with changed cluster or eval settings (diff in events.jsonl)"
-    if kind == "config_forced":
+    if kind == CONFIG_FORCED:
         return "resumed with a changed config (--force-config)"
-    if kind == "policy":
+    if kind == POLICY:
         return f"single-model method aligns {e.get('member')}"
     return kind + "".join(f" {k}={v}" for k, v in e.items() if k not in ("time", "event"))
 

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .events import EventLog
+from .events import COPIED, EventLog
 from .files import atomic_write_json, read_json
 from .manifest import digest_file
 from .paths import RunPaths
@@ -70,7 +70,7 @@ def copy_iteration(archive_dir: str | None, members: list[str], paths: RunPaths,
         copied += 1
     atomic_write_json(paths.copy_record(t), {"iteration": t, "dest": str(dest), "files": files})
     if copied:
-        events.write("copied", iteration=t, dest=str(dest), files=copied)
+        events.write(COPIED, iteration=t, dest=str(dest), files=copied)
         log.info("iteration %d: %d file(s) copied to %s, each checked by sha256", t, copied, dest)
 
 

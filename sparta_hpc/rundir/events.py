@@ -9,6 +9,54 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# The kinds of event (a line's "event" field). The driver's own:
+DRIVER_START = "driver_start"
+DRIVER_DONE = "driver_done"
+DRIVER_FAILED = "driver_failed"
+DRIVER_STOPPED = "driver_stopped"  # --stop-after
+DRIVER_END = (DRIVER_DONE, DRIVER_FAILED, DRIVER_STOPPED)  # its last word, when it has one
+DRIVER_EVENTS = (DRIVER_START, *DRIVER_END)
+RESOURCES_CHANGED = "resources_changed"  # resumed with changed cluster.* or eval.*
+CONFIG_FORCED = "config_forced"  # resumed with another config (--force-config)
+POLICY = "policy"  # the member a single-model method aligns
+DECONTAMINATED = "decontaminated"
+SELECTED_TESTS = "selected_tests"
+COPIED = "copied"  # an iteration copied to run.archive_dir
+# a stage and its tasks (launch.py): an attempt runs from its submission (or adoption) to its end
+STAGE_START = "stage_start"
+STAGE_DONE = "stage_done"
+TASK_SUBMIT = "task_submit"
+TASK_ADOPT = "task_adopt"  # a resumed driver waits for a Slurm job an earlier one submitted
+TASK_DONE = "task_done"
+TASK_FAILED = "task_failed"
+SUBMIT_RETRY = "submit_retry"
+# a damaged file, the unit recomputed for it, and how the recomputation compares (repair.py)
+DAMAGED = "damaged"
+INVALIDATED = "invalidated"
+RECOMPUTED = "recomputed"
+
+
+def read_events(path: Path) -> tuple[list[dict], int]:
+    """(the events, how many lines were skipped): a line that does not parse, or is not an event,
+    is skipped and counted; the driver may be appending as we read."""
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    events, bad = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and "event" in record and "time" in record:
+            events.append(record)
+        else:
+            bad += 1
+    return events, bad
+
 
 class EventLog:
     """Appends one JSON object per line; a line is written whole or not at all (O_APPEND)."""
@@ -23,9 +71,7 @@ class EventLog:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_events(self.path)[0]
 
 
 def clock(seconds: float) -> str:

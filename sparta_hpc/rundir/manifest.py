@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import atomic_write_bytes, atomic_write_json
-from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths
+from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths, shard_unit, split_unit
 
 ORDER = RUN_STAGES + STAGES + EVAL_STAGES  # a later stage's record of a file supersedes an earlier one's
 CHUNK = 1 << 20
@@ -56,7 +56,7 @@ class Entry:
 
     @property
     def stage(self) -> str:
-        return self.unit.split(".")[0]
+        return split_unit(self.unit)[0]
 
     def finished(self) -> bool:
         return self.done.exists()
@@ -108,7 +108,7 @@ def write_shard(paths: RunPaths, iteration: int, stage: str, out: Path, data: di
     raw = (json.dumps(data, indent=1) + "\n").encode()
     content = {k: v for k, v in data.items() if k not in TIMINGS}
     digest = {**digest_bytes(raw), "content": digest_bytes(json.dumps(content, sort_keys=True).encode())["sha256"]}
-    write_record(paths, iteration, f"{stage}.{out.name[:-len('.json')]}", out, {out: digest})
+    write_record(paths, iteration, shard_unit(stage, out), out, {out: digest})
     atomic_write_bytes(out, raw)
 
 

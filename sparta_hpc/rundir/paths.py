@@ -65,6 +65,30 @@ ARRAY_STAGES = ("sft", "generate", "judge", "train", "evaluate", "rate")
 INITIAL = -1  # the evaluation point of the members as they start, before iteration 0
 
 
+def point_label(point: int, numbered: str = "iter {}", initial: str = "initial") -> str:
+    """A point (an evaluation point, or the iteration a stage runs in) as text: `initial` for INITIAL,
+    else `numbered` with the number ("iter 3", "after iteration 3", "3", "iter_0003" from "iter_{:04d}").
+    Every place that names a point says it through here, whichever wording its text needs."""
+    return initial if point == INITIAL else numbered.format(point)
+
+
+def unit_name(stage: str, part: str | None = None) -> str:
+    """A unit of work's name (manifest.py; its record's file name, a member's marker): the stage, then
+    which of its units: "gather", "train.<member>", "generate.g00_s0003", "rate.s0001.1a2b3c4d"."""
+    return stage if part is None else f"{stage}.{part}"
+
+
+def shard_unit(stage: str, shard: Path) -> str:
+    """The unit of a shard file of an array stage: the stage, then the file's name without .json."""
+    return unit_name(stage, Path(shard).stem)
+
+
+def split_unit(unit: str) -> tuple[str, str | None]:
+    """(stage, part) of a unit's name: ("train", "<member>"), ("generate", "g00_s0003"), ("gather", None)."""
+    stage, _, part = unit.partition(".")
+    return stage, part or None
+
+
 class RunPaths:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -162,7 +186,7 @@ class RunPaths:
     def marker(self, iteration: int, stage: str, member: str | None = None) -> Path:
         """A stage's completion marker; evaluation stages: `iteration` is the evaluation point;
         run-level stages (sft): `iteration` is ignored (INITIAL)."""
-        name = stage if member is None else f"{stage}.{member}"
+        name = unit_name(stage, member)
         if stage in RUN_STAGES:
             folder = self.sft_root
         else:
@@ -180,7 +204,7 @@ class RunPaths:
 
     def manifest(self, iteration: int, unit: str) -> Path:
         """The record (sizes, sha256) of one unit of work: "gather", "train.<member>", "generate.g00_s0003"."""
-        return self.scope(iteration, unit.split(".")[0]) / "manifest" / f"{unit}.json"
+        return self.scope(iteration, split_unit(unit)[0]) / "manifest" / f"{unit}.json"
 
     def manifests(self) -> list[Path]:
         """Every unit record of the run (sft, iterations, evaluation points)."""
@@ -221,7 +245,7 @@ class RunPaths:
         return self.root / "eval" / "prompts" / f"{task}.{split}.json"
 
     def eval_point(self, point: int) -> Path:
-        return self.root / "eval" / ("initial" if point == INITIAL else f"iter_{point:04d}")
+        return self.root / "eval" / point_label(point, "iter_{:04d}")
 
     def eval_plan(self, point: int) -> Path:
         return self.eval_point(point) / "plan.json"

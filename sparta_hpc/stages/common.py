@@ -15,6 +15,7 @@ from ..inputs.text import sanitize
 from ..rundir.logs import setup_logging
 from ..rundir.manifest import check_files, read_checked_json
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, RunPaths]:
@@ -59,9 +60,9 @@ def set_threads(cfg: Config) -> None:
         torch.set_num_threads(int(os.environ.get("SLURM_CPUS_PER_TASK", torch.get_num_threads())))
 
 
-def read_plan(paths: RunPaths, iteration: int) -> dict:
+def read_plan(paths: RunPaths, iteration: int) -> Plan:
     """The iteration's plan, checked against its record."""
-    return read_checked_json(paths, paths.plan(iteration))
+    return Plan(read_checked_json(paths, paths.plan(iteration)))
 
 
 def shard_rows(plan: dict, stage: str, shard: int) -> range:
@@ -76,7 +77,7 @@ def shard_task(cfg: Config, paths: RunPaths, stage: str, iteration: int, task: i
     # plans written before the shard sizes were recorded in them used the config's
     plan.setdefault("duels_per_shard", {"generate": cfg.generate.duels_per_shard,
                                         "judge": cfg.judge.duels_per_shard})
-    g, k = plan[f"{stage}_tasks"][task]
+    g, k = plan.tasks(stage)[task]
     out = paths.shard(iteration, stage, g, k)
     if out.exists():
         logging.getLogger(__name__).info("%s task %d (group %d, shard %d) is already done: %s",

@@ -21,6 +21,7 @@ from ..eval.plan import item_members
 from ..rundir.files import read_json
 from ..rundir.manifest import write_shard
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from .common import member_adapter, model_outputs, open_member_group, set_threads, stage_main, with_system
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def answer_requests(cfg: Config, plan: dict, prompts: dict[int, list[list[dict]]
 
 
 def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
-    plan = read_json(paths.eval_plan(point))
-    g, k = plan["evaluate_tasks"][task]
+    plan = Plan.read(paths.eval_plan(point))
+    g, k = plan.tasks("evaluate")[task]
     shard = plan["evaluate_shards"][k]
     out = paths.eval_shard(point, "evaluate", shard["name"], g)
     if out.exists():

@@ -18,18 +18,19 @@ from ..rundir.archive import write_gathered
 from ..rundir.files import mark_done
 from ..rundir.manifest import check_file, load_entries, read_checked_json, record_files
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from ..rundir.provenance import versions
 from ..rundir.ratings import load_ratings
 from .common import read_plan, stage_main
 
 log = logging.getLogger(__name__)
 
-def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
+def collect_responses(paths: RunPaths, plan: Plan, iteration: int) -> dict:
     n, S = len(plan["authors"]), len(plan["authors"][0])
     text = np.full((n, S), None, dtype=object)
     n_tokens = np.zeros((n, S), dtype=np.int64)
     entries = load_entries(paths)  # every shard is checked against its record as it is read
-    for g, k in plan["generate_tasks"]:
+    for g, k in plan.tasks("generate"):
         for r in read_checked_json(paths, paths.shard(iteration, "generate", g, k), entries)["responses"]:
             text[r["duel"], r["side"]] = r["text"]
             n_tokens[r["duel"], r["side"]] = r["n_tokens"]
@@ -41,7 +42,7 @@ def collect_responses(paths: RunPaths, plan: dict, iteration: int) -> dict:
     return {"text": text, "n_tokens": n_tokens, "author": np.array(plan["authors"], dtype=np.int64)}
 
 
-def collect_judgments(cfg: Config, paths: RunPaths, plan: dict, iteration: int) -> dict:
+def collect_judgments(cfg: Config, paths: RunPaths, plan: Plan, iteration: int) -> dict:
     """Pointwise scores (n, M, S, R), and the baselines' meta-judgments and pairwise preferences."""
     n, m, S, rounds = len(plan["authors"]), len(plan["members"]), len(plan["authors"][0]), cfg.judge.rounds
     index = {name: i for i, name in enumerate(plan["members"])}
@@ -53,7 +54,7 @@ def collect_judgments(cfg: Config, paths: RunPaths, plan: dict, iteration: int) 
     meta_rounds, meta_p = np.full((n, S, 2), -1, dtype=np.int64), np.full((n, S), np.nan)
     p_first = np.full((n, S, S), np.nan)
     entries = load_entries(paths)
-    for g, k in plan["judge_tasks"]:
+    for g, k in plan.tasks("judge"):
         shard = read_checked_json(paths, paths.shard(iteration, "judge", g, k), entries)
         for x in shard["judgments"]:
             at = (x["duel"], index[x["judge"]], x["side"], x["round"])

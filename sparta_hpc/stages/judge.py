@@ -38,6 +38,7 @@ from ..inputs.text import clip
 from ..methods.judging import meta_requests, meta_results, pairwise_requests
 from ..rundir.manifest import load_entries, read_checked_json, write_shard
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from .common import (
     member_adapter,
     model_outputs,
@@ -63,12 +64,12 @@ class JudgeWork:
     conversations: list[list[dict]]
 
 
-def generate_shards_for(plan: dict, shard: int) -> list[tuple[int, int]]:
+def generate_shards_for(plan: Plan, shard: int) -> list[tuple[int, int]]:
     """The generate shards (group, shard) that hold the responses of judge shard `shard`'s duels."""
     rows = shard_rows(plan, "judge", shard)
     per_shard = plan["duels_per_shard"]["generate"]
     wanted = range(rows.start // per_shard, (rows.stop - 1) // per_shard + 1)
-    return [(g, k) for g, k in plan["generate_tasks"] if k in wanted]
+    return [(g, k) for g, k in plan.tasks("generate") if k in wanted]
 
 
 def read_responses(paths: RunPaths, plan: dict, iteration: int, shard: int) -> dict[Slot, str]:

@@ -24,6 +24,7 @@ from ..inputs.instructions import load_instructions
 from ..rundir.files import atomic_write_json, mark_done
 from ..rundir.manifest import check_file, read_checked_json, record_files
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from ..rundir.ratings import load_ratings, ratings_to_json
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def answering(cfg: Config, ratings: Ratings, n: int, iteration: int, policy: int
 
 
 def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str], policy: int | None = None,
-              instructions: list | None = None) -> dict:
+              instructions: list | None = None) -> Plan:
     if instructions is None:
         instructions = load_instructions(cfg.instructions)
     same = cfg.instructions.each_iteration == "same"  # every iteration: iteration 0's draw
@@ -76,7 +77,7 @@ def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str],
         judge_tasks = [[0, k] for k in range(-(-n // per_shard["judge"]))]
     else:
         judge_tasks = shard_tasks(judges, groups, per_shard["judge"])
-    return {
+    return Plan({
         "iteration": iteration,
         "method": cfg.method,
         "members": cfg.member_names(),
@@ -89,7 +90,7 @@ def make_plan(cfg: Config, iteration: int, ratings: Ratings, used_ids: set[str],
         "duels_per_shard": per_shard,
         "generate_tasks": shard_tasks(authors, groups, per_shard["generate"]),
         "judge_tasks": judge_tasks,
-    }
+    })
 
 
 def run(cfg: Config, paths: RunPaths, iteration: int) -> dict | None:
@@ -116,5 +117,5 @@ def run(cfg: Config, paths: RunPaths, iteration: int) -> dict | None:
     mark_done(marker)
     log.info("iteration %d (%s): planned %d instructions x %d answers, %d generate and %d judge tasks", iteration,
              cfg.method, len(plan["authors"]), len(plan["authors"][0]) if plan["authors"] else 0,
-             len(plan["generate_tasks"]), len(plan["judge_tasks"]))
+             len(plan.tasks("generate")), len(plan.tasks("judge")))
     return pool

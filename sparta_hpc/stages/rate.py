@@ -22,6 +22,7 @@ from ..eval.rated import evaluator_messages
 from ..rundir.files import read_json
 from ..rundir.manifest import write_shard
 from ..rundir.paths import RunPaths
+from ..rundir.plan import Plan
 from .common import model_outputs, set_threads, stage_main, task_seed
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ def rating_requests(plan: dict, docs: dict[int, list[dict]], answers: dict[int, 
 
 
 def run(cfg: Config, paths: RunPaths, point: int, task: int) -> None:
-    plan = read_json(paths.eval_plan(point))
-    shard, ev = plan["rate_shards"][plan["rate_tasks"][task]], cfg.eval.evaluator
+    plan = Plan.read(paths.eval_plan(point))
+    shard, ev = plan["rate_shards"][plan.tasks("rate")[task]], cfg.eval.evaluator
     out = paths.eval_shard(point, "rate", shard["name"])
     if out.exists():
         log.info("rate task %d is already done: %s", task, out)

@@ -27,7 +27,7 @@ from ..config.schema import Config
 from ..inputs.sft_data import member_examples, member_source
 from ..rundir.files import mark_done
 from ..rundir.manifest import record_files
-from ..rundir.paths import INITIAL, RunPaths
+from ..rundir.paths import INITIAL, RunPaths, unit_name
 from .common import is_main_rank, set_threads, stage_main, task_seed
 from .lora import (
     finite_loss_guard,
@@ -99,7 +99,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     summary["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
     if is_main_rank():
         marker = paths.marker(INITIAL, "sft", name)
-        record_files(paths, INITIAL, f"sft.{name}", marker, [paths.sft_adapter(name)])
+        record_files(paths, INITIAL, unit_name("sft", name), marker, [paths.sft_adapter(name)])
         mark_done(marker, json.dumps(summary))
         if not cfg.train.keep_checkpoints:  # the adapter is final: its resume points are not needed
             prune_checkpoints(paths.sft_dir(name))

@@ -25,7 +25,7 @@ from ..config.schema import Config
 from ..methods import previous_iterations
 from ..rundir.files import atomic_write_json, mark_done
 from ..rundir.manifest import check_files, record_files
-from ..rundir.paths import RunPaths
+from ..rundir.paths import RunPaths, unit_name
 from .common import is_main_rank, member_adapter, set_threads, stage_main, task_seed, with_system
 
 # the LoRA helpers shared with the sft stage (names kept importable from here)
@@ -152,7 +152,7 @@ def run(cfg: Config, paths: RunPaths, iteration: int, task: int) -> None:
     if is_main_rank():
         marker = paths.marker(iteration, "train", name)
         log_file = paths.train_log(iteration, name)
-        record_files(paths, iteration, f"train.{name}", marker,
+        record_files(paths, iteration, unit_name("train", name), marker,
                      [paths.adapter(iteration, name)] + ([log_file] if log_file.exists() else []))
         mark_done(marker, json.dumps(summary))
         if not cfg.train.keep_checkpoints:  # the adapter is final: its resume points are not needed

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from ...report import timeline
 from ...report.status import probe_lock, slurm_states
+from ...rundir.events import DRIVER_DONE, DRIVER_STOPPED, read_events
 from ...rundir.files import atomic_write_json, read_json
-from ...rundir.paths import RunPaths
+from ...rundir.paths import RunPaths, point_label
 from .spec import Run, Suite
 
 SUBMITTABLE = ("new", "failed", "stopped")
@@ -61,7 +62,7 @@ def record_submission(suite: Suite, run: Run, **fields) -> None:
 def finished(run: Run, paths: RunPaths, events: list[dict]) -> bool:
     """The driver's last word is done and every iteration is trained (not an `eval`-only walk)."""
     last = timeline.driver_state(events)
-    if not last or last["event"] != "driver_done" or run.cfg is None:
+    if not last or last["event"] != DRIVER_DONE or run.cfg is None:
         return False
     return all(paths.is_done(t, "train") for t in range(run.cfg.tribe.iterations))
 
@@ -71,7 +72,7 @@ def read_state(suite: Suite, run: Run, slurm: dict[str, str] | None = None, slur
     paths = RunPaths(run.dir)
     sub = last_submission(suite, run)
     job = sub.get("job") if sub else None
-    events = timeline.read_events(paths.events)[0]
+    events = read_events(paths.events)[0]
     held, _ = probe_lock(paths) if paths.lock.exists() else (False, "")
     if held:
         return RunState("running", "running: " + timeline.state_words(events, True))
@@ -93,10 +94,10 @@ def read_state(suite: Suite, run: Run, slurm: dict[str, str] | None = None, slur
             return RunState("new", "not submitted")
         where = f" (job {job}, log {sub.get('log')})" if job else ""
         return RunState("failed", f"failed: its driver never started{where}; exit {sub.get('exit', '?')}")
-    if last["event"] == "driver_stopped":
+    if last["event"] == DRIVER_STOPPED:
         return RunState("stopped", timeline.state_words(events, False))
     words = timeline.state_words(events, False)
-    if last["event"] == "driver_done":  # an `eval`-only walk, or the iterations grew since
+    if last["event"] == DRIVER_DONE:  # an `eval`-only walk, or the iterations grew since
         return RunState("failed", "failed: the driver ended before every iteration was trained")
     return RunState("failed", f"failed: {words}" + (f" (driver job {job}, log {sub.get('log')})" if job else ""))
 
@@ -118,5 +119,5 @@ def progress(run: Run) -> str:
         return ""
     paths = RunPaths(run.dir)
     trained = sum(paths.is_done(t, "train") for t in range(run.cfg.tribe.iterations))
-    points = ", ".join("initial" if p < 0 else str(p) for p in paths.evaluated_points()) if paths.root.is_dir() else ""
+    points = ", ".join(point_label(p, "{}") for p in paths.evaluated_points()) if paths.root.is_dir() else ""
     return f"{trained}/{run.cfg.tribe.iterations} iterations trained; evaluated: {points or 'none'}"
