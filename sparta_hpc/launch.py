@@ -23,6 +23,7 @@ from .backends.devices import GpuPool, visible_gpus
 from .config.resources import for_task as task_resources
 from .config.resources import key as resources_key
 from .config.schema import Config, Resources
+from .errors import StageFailed
 from .rundir.events import EventLog, Progress
 from .rundir.files import read_json
 from .rundir.paths import ARRAY_STAGES, INITIAL, RunPaths
@@ -32,10 +33,6 @@ from .tasks import StageTask
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-
-
-class StageFailed(RuntimeError):
-    """A task kept failing; the message names the stage, the task and its log."""
 
 
 @dataclass

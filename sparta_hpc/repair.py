@@ -25,10 +25,11 @@ import logging
 from pathlib import Path
 
 from .config.schema import Config
+from .errors import BadRecord
 from .eval.plan import eval_points
 from .rundir.events import EventLog
 from .rundir.files import atomic_write_json
-from .rundir.manifest import BadRecord, load_entries, problem, read_record
+from .rundir.manifest import load_entries, problem, read_record
 from .rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from sparta_hpc.config.schema import ConfigError, InstructionsConfig, load_config, validate
+from sparta_hpc.config.schema import InstructionsConfig, load_config, validate
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.inputs.instructions import demo_instructions, load_instructions
 
 from .conftest import ROOT, SAMPLES

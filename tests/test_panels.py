@@ -10,7 +10,8 @@ import pytest
 from sparta_hpc.algorithm.matchmaking import MatchConfig, draw_panels, make_duels
 from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig, run_iteration
 from sparta_hpc.commands.simulate import SimulationConfig, panel_sweep
-from sparta_hpc.config.schema import ConfigError, load_config, validate
+from sparta_hpc.config.schema import load_config, validate
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.stages import plan
 
 from .test_config import write_config

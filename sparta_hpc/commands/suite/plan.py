@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from ...config.schema import Config, ConfigError, validate
+from ...config.schema import Config, validate
+from ...errors import ConfigError
 from ...eval import plan as eval_plan
 from .spec import Run, Suite
 
