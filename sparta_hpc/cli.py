@@ -27,14 +27,15 @@ import logging
 import sys
 from pathlib import Path
 
-from .config.overrides import ConfigError, apply_overrides
+from .config.overrides import apply_overrides
+from .errors import ConfigError, PrepareError, ReplayInputError, SpartaError
 from .rundir.logs import setup_logging
 
 log = logging.getLogger("sparta_hpc")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .commands.replay import ReplayInputError, replay
+    from .commands.replay import replay
 
     try:
         out = replay(args.duels, args.ratings, args.out, args.set, args.iteration, args.run_dir)
@@ -118,11 +119,11 @@ def print_panel_sweep(cfg, sizes: list[int | None]) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .commands.export import ExportError, export
+    from .commands.export import export
 
     try:
         out = export(args.run_dir, args.iteration, args.out, args.duels)
-    except (ExportError, OSError) as err:
+    except OSError as err:  # a full disk too: nothing of the run is at stake, the export is refused (2)
         log.error("export: %s", err)
         return 2
     log.info("export: iteration %d of %s written to %s", args.iteration, args.run_dir, out)
@@ -160,31 +161,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .preflight import check_gpu_path
     from .rundir.paths import INITIAL, RunPaths
 
-    try:
-        cfg = eval_config(args)
-        validate(cfg, tribe=args.run_dir is not None)
-        check_eval(cfg)
-        check_gpu_path(cfg)
-        if not cfg.eval.tasks:
-            raise ConfigError("eval.tasks: no evaluation tasks configured; add e.g. eval.tasks=[gsm8k,medqa] "
-                              "eval.data_dir=DIR")
-        paths = RunPaths(cfg.run.dir)
-        if args.run_dir is None or args.initial:
-            points = [INITIAL]
-        elif args.iteration is not None:
-            points = [args.iteration]
-        else:  # the run's schedule, as far as it has trained
-            points = [p for p in eval_points(cfg) if p == INITIAL or paths.is_done(p, "train")]
-        for p in points:
-            if p == INITIAL and cfg.sft.data and not paths.is_done(INITIAL, "sft"):
-                raise ConfigError(f"{paths.root}: the sft stage (the initial tribe) has not finished; run the "
-                                  "driver or `sparta-hpc init-tribe` on this run first")
-            if p != INITIAL and not paths.is_done(p, "train"):
-                raise ConfigError(f"{paths.root}: iteration {p} has not finished training; evaluate an "
-                                  "earlier iteration or --initial")
-    except ConfigError as err:
-        log.error("eval: %s", err)
-        return 2
+    cfg = eval_config(args)
+    validate(cfg, tribe=args.run_dir is not None)
+    check_eval(cfg)
+    check_gpu_path(cfg)
+    if not cfg.eval.tasks:
+        raise ConfigError("eval.tasks: no evaluation tasks configured; add e.g. eval.tasks=[gsm8k,medqa] "
+                          "eval.data_dir=DIR")
+    paths = RunPaths(cfg.run.dir)
+    if args.run_dir is None or args.initial:
+        points = [INITIAL]
+    elif args.iteration is not None:
+        points = [args.iteration]
+    else:  # the run's schedule, as far as it has trained
+        points = [p for p in eval_points(cfg) if p == INITIAL or paths.is_done(p, "train")]
+    for p in points:
+        if p == INITIAL and cfg.sft.data and not paths.is_done(INITIAL, "sft"):
+            raise ConfigError(f"{paths.root}: the sft stage (the initial tribe) has not finished; run the "
+                              "driver or `sparta-hpc init-tribe` on this run first")
+        if p != INITIAL and not paths.is_done(p, "train"):
+            raise ConfigError(f"{paths.root}: iteration {p} has not finished training; evaluate an "
+                              "earlier iteration or --initial")
     return driver.evaluate(cfg, points, ["sparta-hpc", "eval", *args.argv])
 
 
@@ -240,13 +237,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report.page import make_report
-    from .report.status import StatusError
 
     try:
         make_report(args.run_dir, args.out)
-    except StatusError as err:
-        log.error("report: %s", err)
-        return 2
     except ImportError as err:  # matplotlib or h5py missing where the report is made
         log.error("report: %s; install it into this environment (e.g. pip install matplotlib)", err)
         return 2
@@ -261,7 +254,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from .commands.prepare.run import Options, prepare
-    from .commands.prepare.sources import PrepareError, load_pins
+    from .commands.prepare.sources import load_pins
     from .commands.prepare.tasks import TASK_NAMES
 
     try:
@@ -446,7 +439,11 @@ def main(argv: list[str] | None = None) -> int:
             extra = []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SpartaError as err:  # a refusal (2) or a failure (1), its message naming the file and what to do
+        log.error("%s: %s", " ".join(filter(None, (args.command, getattr(args, "data_command", None)))), err)
+        return err.exit_code
 
 
 if __name__ == "__main__":

@@ -25,14 +25,15 @@ from pathlib import Path
 from . import methods, repair
 from .config.checks import validate
 from .config.resources import check_resources
-from .config.schema import Config, ConfigError, config_to_yaml, load_config
+from .config.schema import Config, config_to_yaml, load_config
+from .errors import ConfigError, DamagedFile, DiskFull, StageFailed
 from .eval import plan as eval_plan
 from .eval import selected
 from .eval import table as eval_table
 from .eval.decontaminate import decontaminate
 from .inputs.instructions import load_instructions
 from .inputs.sft_data import check_sft
-from .launch import StageFailed, run_stage
+from .launch import run_stage
 from .preflight import check_gpu_path
 from .report.overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
 from .rundir import copies, provenance
@@ -50,9 +51,8 @@ from .rundir.events import (
     EventLog,
     clock,
 )
-from .rundir.files import DiskFull, atomic_write_json, atomic_write_text, private_run_dir, read_json
+from .rundir.files import atomic_write_json, atomic_write_text, private_run_dir, read_json
 from .rundir.logs import setup_logging
-from .rundir.manifest import DamagedFile
 from .rundir.paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .rundir.plan import stage_plan
 from .stages import plan as plan_stage
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
         log.error("config error: %s", err)
-        return 2
+        return err.exit_code
     if args.dry_run:
         for problem in missing or []:
             log.warning("not there yet (a run would refuse it): %s", problem)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         lock = lock_run(paths)
     except ConfigError as err:
         log.error("%s", err)
-        return 2
+        return err.exit_code
     if argv is None and not args.current_code:
         reexec_from_snapshot(paths)  # a resume runs the code the run started with (returns if it does)
     with lock:  # released when the driver returns (the kernel drops it if the process dies)
@@ -312,7 +312,7 @@ def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:
         lock = lock_run(paths)
     except ConfigError as err:
         log.error("%s", err)
-        return 2
+        return err.exit_code
     with lock:
         return drive(cfg, paths, argv, changed, points=points)
 
@@ -381,7 +381,7 @@ def drive(cfg: Config, paths: RunPaths, argv: list[str], changed: tuple[str, str
                 continue
             events.write(DRIVER_FAILED, error=str(err))
             log.error("%s", err)
-            return 1
+            return err.exit_code
     events.write(DRIVER_DONE, seconds=round(time.time() - start, 2))
     log.info("finished in %s: %s", clock(time.time() - start), paths.root)
     if points is None:

@@ -24,6 +24,7 @@ from .config.resources import PER_MODEL
 from .config.resources import for_task as task_resources
 from .config.resources import key as resources_key
 from .config.schema import Config, Resources, config_to_yaml
+from .errors import StageFailed
 from .rundir.events import (
     STAGE_DONE,
     STAGE_START,
@@ -43,10 +44,6 @@ from .tasks import StageTask
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-
-
-class StageFailed(RuntimeError):
-    """A task kept failing; the message names the stage, the task and its log."""
 
 
 @dataclass

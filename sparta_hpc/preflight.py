@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .config.checks import zero_stage
 from .config.resources import PER_MEMBER, for_member, for_model
-from .config.schema import Config, ConfigError
+from .config.schema import Config
+from .errors import ConfigError
 
 # vLLM 0.20.0 (release notes: "Generative Scoring (#34539)") added SamplingParams.logprob_token_ids,
 # which the expected-score judge asks for; 0.19.1's sampling_params.py has no such field

@@ -24,10 +24,11 @@ import logging
 from pathlib import Path
 
 from .config.schema import Config
+from .errors import BadRecord
 from .eval.plan import eval_points
 from .rundir.events import DAMAGED, INVALIDATED, RECOMPUTED, EventLog
 from .rundir.files import atomic_write_json
-from .rundir.manifest import BadRecord, load_entries, problem, read_record
+from .rundir.manifest import load_entries, problem, read_record
 from .rundir.paths import EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths, point_label, shard_unit, split_unit
 from .rundir.plan import PLANNED_STAGES, Plan
 

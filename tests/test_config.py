@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sparta_hpc.config.checks import validate
-from sparta_hpc.config.schema import ConfigError, InstructionsConfig, load_config
+from sparta_hpc.config.schema import InstructionsConfig, load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.inputs.instructions import demo_instructions, load_instructions
 
 from .conftest import ROOT, SAMPLES

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from sparta_hpc import driver
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.eval import data
 from sparta_hpc.eval.decontaminate import MIN_CONTAINED, NGRAM, decontaminate, words
 from sparta_hpc.inputs.clean import MATH_SUFFIX, kcross_prompt, normad_story_eval

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.preflight import check_gpu_path
 
 from .conftest import ROOT

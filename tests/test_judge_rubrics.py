@@ -11,7 +11,8 @@ import yaml
 from sparta_hpc import driver
 from sparta_hpc.algorithm.judging import judge_messages, judge_prompt, parse_judgment
 from sparta_hpc.config.checks import validate
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.rundir.archive import read_archive
 from sparta_hpc.rundir.paths import RunPaths
 

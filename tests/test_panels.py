@@ -12,7 +12,8 @@ from sparta_hpc.algorithm.reputation import Ratings, ReputationConfig
 from sparta_hpc.algorithm.variants import run_iteration
 from sparta_hpc.commands.simulate import SimulationConfig, panel_sweep
 from sparta_hpc.config.checks import validate
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.stages import plan
 
 from .test_config import write_config

@@ -20,7 +20,8 @@ import pytest
 
 from sparta_hpc import cli
 from sparta_hpc.commands.prepare.run import MANIFEST, Options, prepare
-from sparta_hpc.commands.prepare.sources import PINS, PrepareError, SourceChanged, git_blob_id, sha256
+from sparta_hpc.commands.prepare.sources import PINS, git_blob_id, sha256
+from sparta_hpc.errors import PrepareError, SourceChanged
 from sparta_hpc.commands.prepare.tasks import MATH_SUFFIX, TASK_NAMES, TASKS
 from sparta_hpc.eval import data as eval_data
 from sparta_hpc.inputs.clean import (

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from sparta_hpc import cli, driver
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.inputs.sft_data import check_sft, demo_sft_rows, member_examples
 from sparta_hpc.rundir.files import read_json
 from sparta_hpc.rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths

@@ -5,7 +5,8 @@ import pytest
 import torch
 import yaml
 
-from sparta_hpc.config.schema import ConfigError, load_config
+from sparta_hpc.config.schema import load_config
+from sparta_hpc.errors import ConfigError
 from sparta_hpc.methods import check_method
 from sparta_hpc.stages.sppo_trainer import sppo_loss
 

@@ -18,14 +18,11 @@ from pathlib import Path
 import yaml
 
 from ..config.schema import load_config
+from ..errors import ExportError
 from ..rundir.archive import pair_rows, read_archive, read_ratings_from
 from ..rundir.files import atomic_write_json, atomic_write_text
 from ..rundir.paths import RunPaths
 from ..rundir.ratings import ratings_to_json
-
-
-class ExportError(RuntimeError):
-    pass
 
 
 def duel_rows(archive: dict, names: list[str]) -> list[dict]:

@@ -24,10 +24,12 @@ import numpy as np
 
 from ..algorithm.reputation import IterationResult, ReputationConfig
 from ..algorithm.variants import run_iteration
-from ..config.overrides import ConfigError, apply_overrides
+from ..config.overrides import apply_overrides
+from ..errors import ConfigError, RatingsError, ReplayInputError, at
+from ..inputs.instructions import iter_lines
 from ..rundir.files import atomic_write_text
 from ..rundir.paths import RunPaths
-from ..rundir.ratings import ReplayInputError, earlier_ratings, load_ratings, number, ratings_to_json
+from ..rundir.ratings import earlier_ratings, load_ratings, number, ratings_to_json
 
 
 @dataclass(frozen=True)
@@ -40,44 +42,38 @@ def load_duels(path: Path, names: list[str], duelists_judge: bool = False) -> tu
     index = {name: i for i, name in enumerate(names)}
     duels, scores = [], []
     try:
-        lines = Path(path).read_text().splitlines()
+        rows = list(iter_lines(Path(path), ReplayInputError))
     except OSError as err:
         raise ReplayInputError(f"{path}: cannot read duels: {err}") from err
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ReplayInputError(f"{where}: not valid JSON ({err.msg})") from err
+    for where, row in rows:
         if not isinstance(row, dict):
             raise ReplayInputError(f"{where}: expected an object with fields 'a', 'b', 'scores'")
         for key in ("a", "b", "scores"):
             if key not in row:
-                raise ReplayInputError(f"{where}: field {key!r} is missing")
+                raise ReplayInputError(f"{at(where, field=key)} is missing")
         pair = []
         for key in ("a", "b"):
             if row[key] not in index:
-                raise ReplayInputError(f"{where}: field {key!r}: unknown member {row[key]!r} (not in the ratings file)")
+                raise ReplayInputError(f"{at(where, field=key)}: unknown member {row[key]!r} (not in the ratings file)")
             pair.append(index[row[key]])
         if pair[0] == pair[1]:
             raise ReplayInputError(f"{where}: a member cannot duel itself ({row['a']!r})")
         if not isinstance(row["scores"], dict):
-            raise ReplayInputError(f"{where}: field 'scores': expected {{judge: [score_a, score_b]}}")
+            raise ReplayInputError(f"{at(where, field='scores')}: expected {{judge: [score_a, score_b]}}")
         duel_scores = np.full((len(names), 2), np.nan)
         for judge, values in row["scores"].items():
             field_name = f"scores.{judge}"
             if judge not in index:
-                raise ReplayInputError(f"{where}: field {field_name!r}: unknown judge {judge!r}")
+                raise ReplayInputError(f"{at(where, field=field_name)}: unknown judge {judge!r}")
             if judge in (row["a"], row["b"]) and not duelists_judge:
-                raise ReplayInputError(f"{where}: field {field_name!r}: judge {judge!r} is one of the duelists "
+                raise ReplayInputError(f"{at(where, field=field_name)}: judge {judge!r} is one of the duelists "
                                        "(allowed with --set reputation.duelists_judge=true)")
             if not isinstance(values, list) or len(values) != 2:
-                raise ReplayInputError(f"{where}: field {field_name!r}: expected [score_a, score_b]")
+                raise ReplayInputError(f"{at(where, field=field_name)}: expected [score_a, score_b]")
             for side, value in enumerate(values):
                 if value is not None:
-                    duel_scores[index[judge], side] = number(value, f"{where}: field '{field_name}[{side}]'", 1, 10)
+                    duel_scores[index[judge], side] = number(
+                        value, at(where, field=f"{field_name}[{side}]"), 1, 10, ReplayInputError)
         duels.append(pair)
         scores.append(duel_scores)
     if not duels:
@@ -116,9 +112,12 @@ def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list
                           "ratings: give --iteration T and --run-dir RUN")
     if iteration is not None and iteration < 0:
         raise ConfigError(f"--iteration must be >= 0, got {iteration}")
-    names, ratings = load_ratings(ratings_path)
-    duels, scores = load_duels(duels_path, names, cfg.duelists_judge)
-    after = earlier_ratings(RunPaths(run_dir), iteration, names) if cfg.authors_static else []
+    try:  # the run's ratings files, here the user's input: their errors are replay's
+        names, ratings = load_ratings(ratings_path)
+        duels, scores = load_duels(duels_path, names, cfg.duelists_judge)
+        after = earlier_ratings(RunPaths(run_dir), iteration, names) if cfg.authors_static else []
+    except RatingsError as err:
+        raise ReplayInputError(str(err)) from err
     out = result_to_json(names, run_iteration(ratings, duels, scores, cfg, iteration=iteration, ratings_after=after))
     atomic_write_text(Path(out_path), json.dumps(out, indent=1) + "\n")
     return out

@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import EvalDataError, InputError
 from ..eval import data, harness
 
 # TASK -> the task whose rows and metric it uses: any MATH level, any NormAd file.
@@ -33,10 +34,6 @@ CLI_TASKS: dict[str, data.TaskSpec] = {
     "kcross": data.SPECS["kcross"],
     "truthfulqa": data.SPECS["truthfulqa"],
 }
-
-
-class InputError(ValueError):
-    """A predictions file that cannot be scored; the message names the line."""
 
 
 def read_predictions(spec: data.TaskSpec, path: Path) -> tuple[list[dict], list[str]]:
@@ -64,7 +61,7 @@ def read_predictions(spec: data.TaskSpec, path: Path) -> tuple[list[dict], list[
                 raise InputError(f"{where}: field 'response' is a {type(item['response']).__name__}, not a string")
             try:
                 data.check_row(spec, item["doc"], f"{where}: doc")
-            except data.EvalDataError as err:
+            except EvalDataError as err:
                 raise InputError(str(err)) from None
             docs.append(item["doc"])
             responses.append(item["response"])

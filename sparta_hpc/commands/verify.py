@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BadRecord
 from ..rundir.copies import check_copies
-from ..rundir.manifest import BadRecord, load_entries, problem, read_record
+from ..rundir.manifest import load_entries, problem, read_record
 from ..rundir.paths import EVAL_STAGES, INITIAL, RunPaths, point_label, shard_unit, split_unit
 from ..rundir.plan import Plan
 
@@ -151,8 +152,9 @@ def _ratings_equal(file_ratings, archive_ratings) -> bool:
 
 def check_archive(paths: RunPaths, t: int, damaged: set[str] = frozenset()) -> list[str]:
     """The aggregated archive of iteration t against its plan, shards, neighbours and a replay."""
+    from ..errors import RatingsError
     from ..rundir.archive import pair_rows, read_archive, read_ratings_from
-    from ..rundir.ratings import ReplayInputError, load_ratings
+    from ..rundir.ratings import load_ratings
 
     where = f"INCONSISTENT iteration {t}:"
     a, plan = read_archive(paths.archive(t)), _plan(paths.plan(t))
@@ -187,7 +189,7 @@ def check_archive(paths: RunPaths, t: int, damaged: set[str] = frozenset()) -> l
     try:
         _, start = load_ratings(paths.ratings(t))
         _, end = load_ratings(paths.ratings(t + 1))
-    except ReplayInputError as err:
+    except RatingsError as err:
         return out + [f"{where} {err}"]
     if not _ratings_equal(start, read_ratings_from(paths.archive(t), "ratings_before")):
         out.append(f"{where} ratings_before differs from {paths.relative(paths.ratings(t))}")

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
 from ..rundir.paths import JOB_STAGES
-from .overrides import ConfigError
 from .ranges import check_ranges
 
 if TYPE_CHECKING:

@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message names the field and what to do."""
+from ..errors import ConfigError
 
 
 @functools.lru_cache(maxsize=None)

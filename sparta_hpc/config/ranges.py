@@ -15,7 +15,7 @@ import fnmatch
 import math
 from typing import Any
 
-from .overrides import ConfigError
+from ..errors import ConfigError
 
 INT_LIMIT = 10**9  # a count beyond this is a typo, not an experiment (seeds: below 2**32)
 

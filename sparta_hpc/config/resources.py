@@ -26,8 +26,9 @@ import typing
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from ..errors import ConfigError
 from .overrides import build_value
-from .schema import Config, ConfigError, Resources
+from .schema import Config, Resources
 
 PER_MODEL = ("generate", "judge", "evaluate")  # tasks that serve one base model
 PER_MEMBER = ("train", "sft")  # tasks that are one member

@@ -18,7 +18,8 @@ import yaml
 
 from ..algorithm.matchmaking import MatchConfig
 from ..algorithm.reputation import ReputationConfig
-from .overrides import ConfigError, apply_overrides, from_dict, to_dict
+from ..errors import ConfigError
+from .overrides import apply_overrides, from_dict, to_dict
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ metrics, aggregation, standard errors). Importing it does not import lm-eval.
     significance.py  the paired bootstrap of compare's marks against BEST INIT
 """
 
-from .data import TASK_NAMES, EvalDataError
+from ..errors import EvalDataError
+from .data import TASK_NAMES
 from .leakage import normalize_text, overlap
 from .rated import evaluator_messages
 from .task import EvalResult, EvalTask, check_task_data, load_task

@@ -10,7 +10,8 @@ files wrap the same item in different prompts, which the exact-text leakage chec
 
 from __future__ import annotations
 
-from ..config.schema import Config, ConfigError
+from ..config.schema import Config
+from ..errors import ConfigError, EvalDataError
 from ..inputs.clean import eval_key, instruction_key
 from ..rundir.files import read_json
 from ..rundir.paths import RunPaths
@@ -36,7 +37,7 @@ def leaked_test_items(cfg: Config, paths: RunPaths, tasks: list[str] | None = No
     for task in cfg.eval.tasks if tasks is None else tasks:
         try:
             rows = data.read_split(data.get_spec(task), task_file(cfg, task), "test").rows
-        except (data.EvalDataError, ConfigError) as err:  # ConfigError: the run names no file for the task
+        except (EvalDataError, ConfigError) as err:  # ConfigError: the run names no file for the task
             found[task] = f"unknown ({err})"
             continue
         duels = {instruction_key(task, text) for text in texts}

@@ -29,15 +29,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import EvalDataError
 from .answers import last_boxed
 
 SPLITS = ("dev", "test")
 _SPLIT_ALIASES = {"dev": {"dev", "validation", "val", "valid"}, "test": {"test"}}
 DEV_PERCENT = 20
-
-
-class EvalDataError(ValueError):
-    """A task's data cannot be used: the message names the task, the file, the field and the fix."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..config.schema import Config, ConfigError
+from ..config.schema import Config
+from ..errors import ConfigError, EvalDataError
 from ..inputs.clean import MATH_SUFFIX, eval_key, instruction_key
 from . import data
 from . import plan as eval_plan
@@ -123,7 +124,7 @@ def build_index(cfg: Config, missing: list[str] | None = None) -> tuple[Index, d
             continue
         try:
             splits = data.read_splits(data.get_spec(task), path)
-        except data.EvalDataError as err:
+        except EvalDataError as err:
             raise ConfigError(f"instructions.decontaminate: {err}") from None
         keys = {name: [eval_key(task, row) for row in part.rows] for name, part in splits.items()}
         index.add(task, keys.get(split, []), [key for part in keys.values() for key in part])

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..config.checks import missing_model
 from ..config.overrides import to_dict
-from ..config.schema import Config, ConfigError
+from ..config.schema import Config
+from ..errors import ConfigError, EvalDataError
 from ..rundir.files import atomic_write_json, read_json
 from ..rundir.manifest import load_entries, read_checked_json
 from ..rundir.paths import INITIAL, RunPaths
@@ -96,7 +97,7 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing:
         for split in splits(cfg):
             try:
                 data.read_split(data.get_spec(task), task_file(cfg, task), split)
-            except data.EvalDataError as err:
+            except EvalDataError as err:
                 raise ConfigError(f"eval.tasks: {err}") from None
     if any(data.SPECS[t].kind == "rated" for t in ev.tasks):
         e = ev.evaluator

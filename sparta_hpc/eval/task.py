@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..errors import EvalDataError
 from . import data, harness, rated
-from .data import EvalDataError
 
 
 @dataclass

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..config.overrides import ConfigError
 from ..config.schema import InstructionsConfig
+from ..errors import ConfigError, SpartaError, at
 from .text import unsafe
 
 
@@ -75,23 +75,22 @@ def demo_instructions() -> list[Instruction]:
     return items
 
 
-def iter_rows(path: Path, setting: str = "instructions.source") -> Iterator[tuple[str, object]]:
+def iter_rows(path: Path, setting: str = "instructions.source",
+              error: type[SpartaError] = ConfigError) -> Iterator[tuple[str, object]]:
     """(location, row) pairs from a .jsonl, .json or .parquet file, streamed where the format allows
     (a JSON Lines file line by line, a Parquet file by record batch): SFT data can be gigabytes.
-    `setting` names the config field that points at the file, for the error messages."""
+    The project's one reader of rows: every error is `error` (the caller's: ConfigError for a file
+    the config names) at the place `errors.at` writes; `setting` names the config field or option
+    that points at the file."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is an error naming it
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                yield f"{path}:{lineno}", _parse(line, f"{path}:{lineno}")
+        yield from iter_lines(path, error)
         return
     if suffix == ".json":
-        data = _parse(path.read_bytes(), str(path))
+        data = parse_json(path.read_bytes(), str(path), error)
         if not isinstance(data, list):
-            raise ConfigError(f"{path}: expected a JSON list of objects")
-        yield from ((f"{path}[{i}]", row) for i, row in enumerate(data))
+            raise error(f"{path}: expected a JSON list of objects")
+        yield from ((at(path, row=i), row) for i, row in enumerate(data))
         return
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -101,25 +100,33 @@ def iter_rows(path: Path, setting: str = "instructions.source") -> Iterator[tupl
             i = 0
             for batch in batches:
                 for row in batch.to_pylist():
-                    yield f"{path} row {i}", row
+                    yield at(path, row=i), row
                     i += 1
         except Exception as err:  # pyarrow raises several types for a bad file
-            raise ConfigError(f"{path}: cannot read as Parquet: {err}") from err
+            raise error(f"{path}: cannot read as Parquet: {err}") from err
         return
-    raise ConfigError(f"{setting}: {path} has an unknown extension (use .jsonl, .json or .parquet)")
+    raise error(f"{setting}: {path} has an unknown extension (use .jsonl, .json or .parquet)")
 
 
-def _parse(raw: bytes, where: str):
-    """One JSON document; ConfigError naming `where` for anything that is not one (invalid UTF-8,
+def iter_lines(path: Path, error: type[SpartaError] = ConfigError) -> Iterator[tuple[str, object]]:
+    """(location, row) of each non-blank line of a JSON Lines file, whatever its name."""
+    with open(path, "rb") as f:  # bytes: a line that is not UTF-8 is an error naming it
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield at(path, lineno), parse_json(line, at(path, lineno), error)
+
+
+def parse_json(raw: bytes, where: str, error: type[SpartaError] = ConfigError):
+    """One JSON document; `error` naming `where` for anything that is not one (invalid UTF-8,
     a syntax error, nesting too deep for the parser)."""
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{where}: not UTF-8 text (invalid byte at position {err.start})") from None
+        raise error(f"{where}: not UTF-8 text (invalid byte at position {err.start})") from None
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+        raise error(f"{where}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
     except RecursionError:
-        raise ConfigError(f"{where}: JSON nested too deeply") from None
+        raise error(f"{where}: JSON nested too deeply") from None
 
 
 def _rows(path: Path) -> list[tuple[str, object]]:
@@ -139,24 +146,24 @@ def load_instructions(cfg: InstructionsConfig) -> list[Instruction]:
                 raise ConfigError(f"{where}: expected an object with field {cfg.prompt_field!r}")
             text = row.get(cfg.prompt_field)
             if not isinstance(text, str) or not text.strip():
-                raise ConfigError(f"{where}: field {cfg.prompt_field!r} (instructions.prompt_field) is missing "
+                raise ConfigError(f"{at(where, field=cfg.prompt_field)} (instructions.prompt_field) is missing "
                                   "or not a non-empty string")
             if cfg.id_field and cfg.id_field not in row:
-                raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) is missing")
+                raise ConfigError(f"{at(where, field=cfg.id_field)} (instructions.id_field) is missing")
             ident = row[cfg.id_field] if cfg.id_field else i
             if not isinstance(ident, (str, int)) or isinstance(ident, bool) or not str(ident).strip():
-                raise ConfigError(f"{where}: field {cfg.id_field!r} (instructions.id_field) must be a non-empty "
+                raise ConfigError(f"{at(where, field=cfg.id_field)} (instructions.id_field) must be a non-empty "
                                   f"string or an integer, got {ident!r}")
             reference = row.get(cfg.reference_field) if cfg.reference_field else None
             if reference is not None and (not isinstance(reference, (str, int, float)) or isinstance(reference, bool)):
-                raise ConfigError(f"{where}: field {cfg.reference_field!r} (instructions.reference_field) "
+                raise ConfigError(f"{at(where, field=cfg.reference_field)} (instructions.reference_field) "
                                   "must be a text")
             item = Instruction(str(ident), text, "" if reference is None else str(reference))
             for name, value in ((cfg.prompt_field, item.text), (cfg.id_field, item.id),
                                 (cfg.reference_field, item.reference)):
                 # the archive stores them as UTF-8 strings, which cannot hold these
                 if name and (what := unsafe(value)):
-                    raise ConfigError(f"{where}: field {name!r} holds {what}; clean the file")
+                    raise ConfigError(f"{at(where, field=name)} holds {what}; clean the file")
             items.append(item)
         if not items:
             raise ConfigError(f"instructions.source: {path} holds no instructions")

@@ -25,8 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
-from ..config.overrides import ConfigError
 from ..config.schema import Config, MemberConfig, SFTConfig
+from ..errors import ConfigError, at
 from .instructions import demo_instructions, iter_rows
 
 ROLES = ("system", "user", "assistant")
@@ -85,7 +85,7 @@ def data_rows(sc: SFTConfig) -> Iterator[tuple[str, dict]]:
     if sc.data == "demo":
         fields = {"dataset": sc.source_field, "messages": sc.messages_field}
         for i, row in enumerate(demo_sft_rows()):
-            yield f"demo[{i}]", {fields.get(k, k): v for k, v in row.items()}
+            yield at("demo", row=i), {fields.get(k, k): v for k, v in row.items()}
         return
     path = Path(sc.data)
     if not path.is_file():
@@ -99,11 +99,11 @@ def check_row(where: str, row: object, sc: SFTConfig) -> tuple[str, list[dict]]:
         raise ConfigError(f"{where}: expected an object with fields {sc.source_field!r} and {sc.messages_field!r}")
     source = row.get(sc.source_field)
     if not isinstance(source, str) or not source:
-        raise ConfigError(f"{where}: field {sc.source_field!r} (sft.source_field) is missing or not a non-empty "
+        raise ConfigError(f"{at(where, field=sc.source_field)} (sft.source_field) is missing or not a non-empty "
                           f"string; the row's fields: {sorted(row)}")
     messages = row.get(sc.messages_field)
     if not isinstance(messages, list) or not messages:
-        raise ConfigError(f"{where}: field {sc.messages_field!r} (sft.messages_field) is missing or not a "
+        raise ConfigError(f"{at(where, field=sc.messages_field)} (sft.messages_field) is missing or not a "
                           f"non-empty list of messages; the row's fields: {sorted(row)}")
     for k, msg in enumerate(messages):
         if not (isinstance(msg, dict) and msg.get("role") in ROLES and isinstance(msg.get("content"), str)):

@@ -23,7 +23,8 @@ import logging
 from pathlib import Path
 
 from ..config.checks import missing_model
-from ..config.schema import METHODS, Config, ConfigError, resolve_path
+from ..config.schema import METHODS, Config, resolve_path
+from ..errors import ConfigError
 from ..rundir.files import atomic_write_json, read_json
 from ..rundir.paths import INITIAL, RunPaths
 

@@ -23,7 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from ..config.schema import Config, ConfigError, load_config
+from ..config.schema import Config, load_config
+from ..errors import ConfigError, StatusError
 from ..rundir.events import DRIVER_END, DRIVER_FAILED, DRIVER_START, DRIVER_STOPPED
 from ..rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths, point_label
 from ..rundir.plan import plan_file, stage_plan
@@ -33,10 +34,6 @@ from .timeline import Attempt, Timeline
 log = logging.getLogger("sparta_hpc")
 
 SLURM_TIMEOUT_S = 20
-
-
-class StatusError(RuntimeError):
-    """Not a run directory, or one whose config cannot be read; the message says which file."""
 
 
 def open_run(run_dir) -> tuple[Config, RunPaths]:
@@ -315,7 +312,7 @@ def _tail(tl: Timeline, n: int) -> list[str]:
 
 
 def main(run_dir, watch: float | None = None, n_events: int = 10) -> int:
-    """Print the status (every `watch` seconds until the run ends or Ctrl-C); 2 for a bad run directory."""
+    """Print the status (every `watch` seconds until the run ends or Ctrl-C); StatusError for a bad run directory."""
     try:
         while True:
             text, ended = render(run_dir, n_events)
@@ -325,9 +322,6 @@ def main(run_dir, watch: float | None = None, n_events: int = 10) -> int:
             if not watch or ended:
                 return 0
             time.sleep(watch)
-    except StatusError as err:
-        log.error("status: %s", err)
-        return 2
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # `status RUN | head`: the reader has seen enough

@@ -11,12 +11,9 @@ import socket
 import tempfile
 from pathlib import Path
 
+from ..errors import DiskFull
+
 FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-class DiskFull(OSError):
-    """No space left (or the quota is used up) while writing a file of the run; the message names
-    the file, the space left on its file system and what to do."""
 
 
 def _is_disk_full(err: BaseException) -> bool:

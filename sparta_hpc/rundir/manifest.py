@@ -33,15 +33,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import BadRecord, DamagedFile
 from .files import atomic_write_bytes, atomic_write_json
 from .paths import EVAL_STAGES, RUN_STAGES, STAGES, RunPaths, shard_unit, split_unit
 
 ORDER = RUN_STAGES + STAGES + EVAL_STAGES  # a later stage's record of a file supersedes an earlier one's
 CHUNK = 1 << 20
-
-
-class DamagedFile(RuntimeError):
-    """A finished file is missing or differs from its record; the message names it and what to do."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +107,6 @@ def write_shard(paths: RunPaths, iteration: int, stage: str, out: Path, data: di
     digest = {**digest_bytes(raw), "content": digest_bytes(json.dumps(content, sort_keys=True).encode())["sha256"]}
     write_record(paths, iteration, shard_unit(stage, out), out, {out: digest})
     atomic_write_bytes(out, raw)
-
-
-class BadRecord(ValueError):
-    """A unit's record that does not parse, lacks a field, or names another unit than its file does."""
 
 
 def read_record(record: Path) -> dict:

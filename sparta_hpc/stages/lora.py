@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..config.schema import Config
+from ..errors import NonFiniteLoss
 from ..rundir.files import disk_errors
 from .common import is_main_rank
 
@@ -156,10 +157,6 @@ def training_arguments(cfg: Config, schedule, output_dir: Path, seed: int, membe
         # (then gloo); otherwise it finds no GPU backend and runs every rank alone.
         use_cpu=not torch.cuda.is_available(),
     )
-
-
-class NonFiniteLoss(RuntimeError):
-    """A member's training loss became NaN or infinite; the message names the member and the step."""
 
 
 def finite_loss_guard(what: str):

@@ -23,7 +23,8 @@ import logging
 import math
 import os
 
-from ..config.schema import Config, ConfigError
+from ..config.schema import Config
+from ..errors import ConfigError
 from ..rundir.paths import RunPaths
 
 log = logging.getLogger(__name__)

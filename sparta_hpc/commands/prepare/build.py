@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from ...config.overrides import ConfigError
+from ...errors import ConfigError, EvalDataError, PrepareError, SourceMissing
 from ...eval import data as eval_data
 from ...inputs.clean import eval_key, overlap
 from ...inputs.instructions import iter_rows
-from .sources import ALPACA_EVAL, PrepareError, Source, SourceMissing, sha256
+from .sources import ALPACA_EVAL, Source, sha256
 from .tasks import Pool, Task, convert, eval_file_bytes, kcross_dev_pool
 
 log = logging.getLogger("sparta_hpc.commands.prepare")
@@ -97,7 +97,7 @@ def build_task(task: Task, tmp: Path, source: dict[str, Callable[[], Source]], a
         spec = eval_data.get_spec(task.name)
         try:
             found = eval_data.read_splits(spec, tmp / rel_eval)
-        except eval_data.EvalDataError as err:
+        except EvalDataError as err:
             raise PrepareError(f"{task.name}: the evaluation file from {record['source']['path']} does not load: "
                                f"{err}") from None
         splits = {name: found[name].rows if name in found else [] for name in eval_data.SPLITS}

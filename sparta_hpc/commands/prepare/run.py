@@ -24,11 +24,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...config.overrides import ConfigError
+from ...errors import ConfigError
 from ...inputs.instructions import iter_rows
 from ...rundir.files import atomic_write_json
 from .build import build_task
-from .sources import ALPACA_EVAL, MODEL_SWARM, PINS, SPARTA, PrepareError, Source, sha256
+from .sources import ALPACA_EVAL, MODEL_SWARM, PINS, SPARTA, Source, sha256
+from ...errors import PrepareError
 from .tasks import TASK_NAMES, TASKS
 
 log = logging.getLogger("sparta_hpc.commands.prepare")

@@ -25,6 +25,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from ...errors import PrepareError, SourceChanged, SourceMissing
+
 log = logging.getLogger("sparta_hpc.commands.prepare")
 
 SPARTA, MODEL_SWARM, ALPACA_EVAL = "sparta", "model_swarm", "alpaca_eval"
@@ -107,18 +109,6 @@ PINS: dict[str, dict] = {
         },
     },
 }
-
-
-class PrepareError(RuntimeError):
-    """`data prepare` cannot go on: the message names the file and what to do."""
-
-
-class SourceMissing(PrepareError):
-    """A source file is not in the copy that was given."""
-
-
-class SourceChanged(PrepareError):
-    """A source file's bytes differ from its pin."""
 
 
 def load_pins(path: str | Path | None) -> dict[str, dict]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ...errors import PrepareError, at
 from ...inputs.clean import (
     MATH_SUFFIX,
     kcross_prompt,
@@ -21,7 +22,8 @@ from ...inputs.clean import (
     normad_story_train,
     truthfulqa_question_train,
 )
-from .sources import ALPACA_EVAL, MODEL_SWARM, PrepareError
+from ...inputs.instructions import parse_json
+from .sources import ALPACA_EVAL, MODEL_SWARM
 
 Pool = list[tuple[dict, str]]
 
@@ -59,18 +61,13 @@ TASK_NAMES = tuple(TASKS)
 
 
 def _json(data: bytes, where: str):
+    """One JSON document, or else JSON Lines (the authors' files are either)."""
     try:
         return json.loads(data)
     except json.JSONDecodeError:
         pass
-    rows = []
-    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise PrepareError(f"{where}: line {number} is not JSON ({err.msg})") from None
-    return rows
+    return [parse_json(line, at(where, number), PrepareError)
+            for number, line in enumerate(data.splitlines(), 1) if line.strip()]
 
 
 def _rows(content, where: str, key: str | None = None) -> list[dict]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from ...config.schema import ConfigError
+from ...errors import ConfigError
 from .spec import Run, Suite, expand, load_suite
 
 log = logging.getLogger("sparta_hpc")
@@ -42,13 +42,9 @@ def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
 
 def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selection: str = "best-dev",
          seed: int = 0) -> int:
-    """The `sparta-hpc suite` command; 2 for a suite file or config that is refused."""
-    try:
-        suite = load_suite(path)
-        runs = expand(suite)
-    except ConfigError as err:
-        log.error("suite: %s", err)
-        return 2
+    """The `sparta-hpc suite` command; a suite file or config that is refused raises ConfigError (exit 2)."""
+    suite = load_suite(path)
+    runs = expand(suite)
     unset = ""
     if suite.unset:
         unset = (f"{suite.path}: dir/data name ${', $'.join(suite.unset)}, not set: export "
@@ -68,13 +64,9 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selecti
         return 0
     from .submit import check_runs, submit
 
-    try:
-        if unset:
-            raise ConfigError(unset.replace(" (the paths hold the literal name until then)", "; nothing submitted"))
-        check_runs(runs)
-    except ConfigError as err:
-        log.error("suite: %s", err)
-        return 2
+    if unset:
+        raise ConfigError(unset.replace(" (the paths hold the literal name until then)", "; nothing submitted"))
+    check_runs(runs)
     lines = submit(suite, runs, dry_run)
     waiting = [x for x in lines if "waiting:" in x]
     if waiting:

@@ -11,7 +11,8 @@ import math
 from collections import Counter
 
 from ...config.checks import validate
-from ...config.schema import Config, ConfigError
+from ...config.schema import Config
+from ...errors import ConfigError
 from ...eval import plan as eval_plan
 from .spec import Run, Suite
 

@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...config.schema import Config, ConfigError, load_config, read_yaml
+from ...config.schema import Config, load_config, read_yaml
+from ...errors import ConfigError
 from ...eval.data import TASK_NAMES
 from ...methods import best_init
 from ...rundir.files import read_json

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 from ... import driver
-from ...config.schema import ConfigError
+from ...errors import ConfigError, SubmitError
 from .spec import Run, Suite, resolve_best_init
 from .state import SUBMITTABLE, log_dir, read_states, record_submission
 
@@ -25,10 +25,6 @@ log = logging.getLogger("sparta_hpc")
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the driver job runs `python -m sparta_hpc.driver` from here
 SCRIPT = "slurm/sparta.sbatch"
-
-
-class SubmitError(RuntimeError):
-    """sbatch refused a driver job; the message has its command and answer."""
 
 
 def sbatch(suite: Suite, run: Run) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sparta_hpc.eval.answers import INVALID, extract_letter, math_equal, math_prediction
-from sparta_hpc.eval.data import MATH_ANY, EvalDataError, TaskSpec, get_spec, read_splits, to_lm_eval_row
+from sparta_hpc.eval.data import MATH_ANY, TaskSpec, get_spec, read_splits, to_lm_eval_row
+from sparta_hpc.errors import EvalDataError
 
 
 def _spec(sparta_task: str) -> TaskSpec:
