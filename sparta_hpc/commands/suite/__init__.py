@@ -13,6 +13,7 @@ beyond each run's last submission (SUITE_DIR/suite/<run>.json): the run director
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from ...config.schema import ConfigError
@@ -20,7 +21,7 @@ from .spec import Run, Suite, expand, load_suite
 
 log = logging.getLogger("sparta_hpc")
 
-__all__ = ["Run", "Suite", "expand", "load_suite", "main", "status_lines"]
+__all__ = ["Run", "Suite", "command", "expand", "load_suite", "status_lines"]
 
 
 def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
@@ -40,9 +41,9 @@ def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
     return lines
 
 
-def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selection: str = "best-dev",
-         seed: int = 0) -> int:
+def command(args: argparse.Namespace) -> int:
     """The `sparta-hpc suite` command; 2 for a suite file or config that is refused."""
+    action, path = args.action, args.suite
     try:
         suite = load_suite(path)
         runs = expand(suite)
@@ -64,7 +65,7 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selecti
     if action == "table":
         from .table import render as table
 
-        print(table(suite, runs, fmt, selection, seed))
+        print(table(suite, runs, args.format, args.selection, args.seed))
         return 0
     from .submit import check_runs, submit
 
@@ -75,7 +76,7 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selecti
     except ConfigError as err:
         log.error("suite: %s", err)
         return 2
-    lines = submit(suite, runs, dry_run)
+    lines = submit(suite, runs, args.dry_run)
     waiting = [x for x in lines if "waiting:" in x]
     if waiting:
         print(f"{len(waiting)} run(s) wait for their task's BEST INIT: run `sparta-hpc suite submit {path}` again "
