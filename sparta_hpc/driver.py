@@ -1,7 +1,8 @@
 """The driver: walks the iterations and stages of a SPARTA run, submitting their jobs.
 
-    python -m sparta_hpc.driver --config configs/tiny.yaml run.dir=runs/demo tribe.iterations=1
-    python -m sparta_hpc.driver --config configs/tiny.yaml --dry-run
+    sparta-hpc run configs/tiny.yaml run.dir=runs/demo tribe.iterations=1
+    sparta-hpc run configs/tiny.yaml --dry-run
+    python -m sparta_hpc.driver --config configs/tiny.yaml --dry-run   # the same driver (sbatch scripts use it)
     sparta-hpc init-tribe --config configs/tiny-sft.yaml   # = the driver with --stop-after sft
 
 With sft.data set, the run starts with the sft stage (the initial tribe: one
@@ -22,19 +23,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import methods, repair
-from .config.checks import validate
-from .config.resources import check_resources
+from . import methods, preflight, repair
+from .config.overrides import add_override_arguments, given_overrides
 from .config.schema import Config, config_to_yaml, load_config
 from .errors import ConfigError, DamagedFile, DiskFull, StageFailed
 from .eval import plan as eval_plan
 from .eval import selected
 from .eval import table as eval_table
-from .eval.decontaminate import decontaminate
-from .inputs.instructions import load_instructions
-from .inputs.sft_data import check_sft
 from .launch import run_stage
-from .preflight import check_gpu_path
 from .report.overview import dry_run, first_plan, sbatch_scripts, stand_ins, summary_table, tribe_table
 from .rundir import copies, provenance
 from .rundir.events import (
@@ -56,7 +52,6 @@ from .rundir.logs import setup_logging
 from .rundir.paths import ARRAY_STAGES, EVAL_STAGES, INITIAL, RUN_STAGES, STAGES, RunPaths
 from .rundir.plan import stage_plan
 from .stages import plan as plan_stage
-from .stages.tracking import check_tracking
 
 log = logging.getLogger("sparta_hpc")
 REWALKS = 2  # walks again after a task found a damaged input mid-run
@@ -216,12 +211,16 @@ def run_one_stage(cfg: Config, paths: RunPaths, events: EventLog, stage: str, it
     repair.after_stage(cfg, paths, events, stage, iteration)  # recomputed units vs. what they replaced
 
 
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    parser = argparse.ArgumentParser(prog="python -m sparta_hpc.driver", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a YAML file (configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="section.name=value")
+def add_arguments(parser: argparse.ArgumentParser, config_positional: bool = False) -> None:
+    """The driver's command line, one definition for `python -m sparta_hpc.driver --config CONFIG`
+    and `sparta-hpc run CONFIG` (`config_positional`: CONFIG positional, `--config` still taken)."""
+    if config_positional:
+        parser.add_argument("config", nargs="?", metavar="CONFIG", help="a YAML file (configs/*.yaml)")
+        parser.add_argument("--config", dest="config_option", metavar="CONFIG",
+                            help="the same, as `python -m sparta_hpc.driver` takes it")
+    else:
+        parser.add_argument("--config", required=True, help="a YAML file (configs/*.yaml)")
+    add_override_arguments(parser, example="run.dir=runs/demo tribe.iterations=1")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--show-sbatch", action="store_true", help="with --dry-run: print the sbatch scripts")
     parser.add_argument("--force-config", action="store_true", help="resume even though the config changed")
@@ -231,38 +230,58 @@ def main(argv: list[str] | None = None) -> int:
                              "the same command without it goes on")
     parser.add_argument("--current-code", action="store_true",
                         help="resume with the checkout's code (a new snapshot) instead of the run's snapshot")
+
+
+def driver_argv(args: argparse.Namespace) -> list[str]:
+    """The words of `python -m sparta_hpc.driver` for parsed arguments: what `sparta-hpc run`
+    records as the driver's command line and re-executes from the run's code snapshot."""
+    flags = [("--dry-run", args.dry_run), ("--show-sbatch", args.show_sbatch),
+             ("--force-config", args.force_config), ("--current-code", args.current_code)]
+    return (["--config", str(args.config), *args.overrides] + [flag for flag, on in flags if on]
+            + (["--stop-after", args.stop_after] if args.stop_after else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    parser = argparse.ArgumentParser(prog="python -m sparta_hpc.driver", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
     args = parser.parse_intermixed_args(argv)  # overrides may come before and after options
+    args.overrides = given_overrides(args, [])
+    return run(args, sys.argv[1:] if argv is None else argv, reexec=argv is None)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`sparta-hpc run CONFIG [overrides]`: the driver, as `python -m sparta_hpc.driver --config CONFIG` runs."""
+    if (args.config is None) == (args.config_option is None):
+        log.error("run: give the config once: sparta-hpc run CONFIG [section.name=value ...]")
+        return 2
+    args.config = args.config or args.config_option
+    return run(args, driver_argv(args), reexec=args.from_shell)
+
+
+def init_tribe(args: argparse.Namespace) -> int:
+    """`sparta-hpc init-tribe`: the driver, stopping once the sft stage is done: the same config
+    without it goes on into SPARTA."""
+    return main(["--config", args.config, *args.overrides, "--stop-after", "sft"]
+                + (["--dry-run"] if args.dry_run else []))
+
+
+def run(args: argparse.Namespace, argv: list[str], reexec: bool) -> int:
+    """The driver on parsed arguments; `argv`: its command line (recorded, and re-executed from the
+    run's code snapshot when `reexec`: a driver process of its own, not a call from a test or a suite)."""
     try:
         cfg = load_config(args.config, args.overrides)
         # a dry run shows the plan and its cost before the models are downloaded: missing model and
         # adapter folders are warnings there (a run refuses them)
         missing: list[str] | None = [] if args.dry_run else None
-        validate(cfg, missing=missing)
-        instructions = None
-        if missing is not None and cfg.instructions.source != "demo" and not Path(cfg.instructions.source).is_file():
-            # a dry run before `data prepare`: the plan's shape and cost need no instruction text
-            missing.append(f"instructions.source: no file at {cfg.instructions.source} (sparta-hpc data prepare "
-                           "writes DIR/<task>/train.jsonl)")
-        else:
-            instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
-        eval_plan.check_eval(cfg, None if instructions is None else [i.text for i in instructions], missing=missing)
-        pool = None  # the decontamination's record; a refusal stops the run here, before any job
-        if instructions is not None:
-            instructions, pool = decontaminate(cfg, instructions, missing)
-        elif cfg.instructions.decontaminate != "off" and cfg.eval.tasks:
-            missing.append("instructions.decontaminate: the pool is not checked for evaluation items (no "
-                           "instruction file yet)")
-        methods.check_method(cfg, instructions, missing=missing)
-        check_tracking(cfg)
-        check_resources(cfg)
-        check_gpu_path(cfg)  # ranks per GPU, ZeRO-3's limits, tensor parallel sizes, vLLM's interpreters
+        paths = RunPaths(cfg.run.dir)
+        # once the sft stage is done its (possibly gigabytes of) data is not read again: a changed
+        # sft section is refused by check_resume
+        checked = preflight.check(cfg, missing=missing, sft_done=paths.is_done(INITIAL, "sft"))
         if args.stop_after == "sft" and not cfg.sft.data:
             raise ConfigError("--stop-after sft (init-tribe): this config has no sft stage; set sft.data "
                               "(a .jsonl/.json/.parquet of chat rows, or demo) and the members' sft_source")
-        paths = RunPaths(cfg.run.dir)
-        # a bad SFT file or an empty slice fails here, not in a job; once the stage is done its
-        # (possibly gigabytes of) data is not read again: a changed sft section is refused below
-        sft_sizes = {} if paths.is_done(INITIAL, "sft") else check_sft(cfg)
         changed = check_resume(cfg, paths, args.force_config)
     except ConfigError as err:
         log.error("config error: %s", err)
@@ -270,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for problem in missing or []:
             log.warning("not there yet (a run would refuse it): %s", problem)
+        instructions = checked.instructions
         plan = first_plan(cfg, instructions if instructions is not None else stand_ins(cfg))
-        print(dry_run(cfg, paths, plan, sft_sizes, pool))
+        print(dry_run(cfg, paths, plan, checked.sft_sizes, checked.pool))
         if args.show_sbatch:
             print(sbatch_scripts(cfg, paths, plan))
         return 0
@@ -280,14 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         log.error("%s", err)
         return err.exit_code
-    if argv is None and not args.current_code:
-        reexec_from_snapshot(paths)  # a resume runs the code the run started with (returns if it does)
+    if reexec and not args.current_code:
+        reexec_from_snapshot(paths, argv)  # a resume runs the code the run started with (returns if it does)
     with lock:  # released when the driver returns (the kernel drops it if the process dies)
-        return drive(cfg, paths, sys.argv[1:] if argv is None else argv, changed, args.stop_after,
-                     current_code=args.current_code)
+        return drive(cfg, paths, argv, changed, args.stop_after, current_code=args.current_code)
 
 
-def reexec_from_snapshot(paths: RunPaths) -> None:
+def reexec_from_snapshot(paths: RunPaths, argv: list[str]) -> None:
     """Run this driver from the run's code snapshot when it is not already (a resume after the
     checkout changed): jobs and driver then execute the code the run started with."""
     if not paths.provenance.exists():
@@ -300,7 +319,7 @@ def reexec_from_snapshot(paths: RunPaths) -> None:
              code["snapshot"], code.get("commit"), ", dirty" if code.get("dirty") else "", code.get("taken"))
     pythonpath = [code["snapshot"]] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath), PYTHONSAFEPATH="1")
-    os.execve(sys.executable, [sys.executable, "-m", "sparta_hpc.driver", *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, "-m", "sparta_hpc.driver", *argv], env)
 
 
 def evaluate(cfg: Config, points: list[int], argv: list[str]) -> int:

@@ -1,5 +1,9 @@
-"""Checks of the GPU path that need no GPU, run at driver start and by --dry-run: what would otherwise
-fail (or quietly waste a node) only once the jobs are on the GPUs.
+"""Every check of a config before anything is submitted: `check(cfg)`, which the driver (its dry run
+included) and `sparta-hpc eval` call. It sits above config/, inputs/, eval/, methods/ and stages/
+and calls each one's own checks, in the order their first failure is reported.
+
+Its last part checks the GPU path without a GPU: what would otherwise fail (or quietly waste a node)
+only once the jobs are on the GPUs.
 
 - a training job runs one process per GPU: every GPU it asks for is used (tasks_per_node = gpus_per_node);
 - ZeRO-3 takes neither QLoRA nor TRL's precomputed reference log-probs, whichever config enables it
@@ -14,13 +18,20 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from .config.checks import zero_stage
-from .config.resources import PER_MEMBER, for_member, for_model
+from . import methods
+from .config.checks import validate, zero_stage
+from .config.resources import PER_MEMBER, check_resources, for_member, for_model
 from .config.schema import Config
 from .errors import ConfigError
+from .eval.decontaminate import decontaminate
+from .eval.plan import check_eval
+from .inputs.instructions import Instruction, load_instructions
+from .inputs.sft_data import check_sft
+from .stages.tracking import check_tracking
 
 # vLLM 0.20.0 (release notes: "Generative Scoring (#34539)") added SamplingParams.logprob_token_ids,
 # which the expected-score judge asks for; 0.19.1's sampling_params.py has no such field
@@ -29,6 +40,54 @@ PROBE = ("import importlib.metadata as m, vllm\n"
          "from vllm import SamplingParams\n"
          "SamplingParams(logprob_token_ids=[1])\n"
          "print(vllm.__version__)")
+
+
+@dataclass
+class Checked:
+    """What the checks read on the way, for the driver to use rather than read again."""
+
+    instructions: list[Instruction] | None = None  # the pool, decontaminated; None: not read (see check)
+    pool: dict | None = None  # the decontamination's record
+    sft_sizes: dict[str, dict] = field(default_factory=dict)  # check_sft's, per member
+
+
+def check(cfg: Config, *, missing: list[str] | None = None, tribe: bool = True, evaluation_only: bool = False,
+          sft_done: bool = False) -> Checked:
+    """Every check of `cfg` that needs no model load; ConfigError naming the field.
+
+    `missing`: a list that collects what is not there yet (model and adapter folders, the
+    instruction file) instead of refusing it: a dry run, which shows the plan and its cost first.
+    `tribe=False`: members to evaluate, not a tribe. `evaluation_only`: `sparta-hpc eval`, which
+    runs evaluation points alone, so the instructions, the method, tracking, the stages' resources
+    and the sft data are not its business. `sft_done`: the sft stage finished, its data is not read again.
+    """
+    validate(cfg, tribe=tribe, missing=missing)
+    if evaluation_only:
+        check_eval(cfg)
+        check_gpu_path(cfg)
+        return Checked()
+    checked = Checked()
+    if missing is not None and cfg.instructions.source != "demo" and not Path(cfg.instructions.source).is_file():
+        # a dry run before `data prepare`: the plan's shape and cost need no instruction text
+        missing.append(f"instructions.source: no file at {cfg.instructions.source} (sparta-hpc data prepare "
+                       "writes DIR/<task>/train.jsonl)")
+    else:
+        checked.instructions = load_instructions(cfg.instructions)  # a bad instruction file fails here, not in a job
+    texts = None if checked.instructions is None else [i.text for i in checked.instructions]
+    check_eval(cfg, texts, missing=missing)
+    # the decontamination's refusal stops the run here, before any job
+    if checked.instructions is not None:
+        checked.instructions, checked.pool = decontaminate(cfg, checked.instructions, missing)
+    elif cfg.instructions.decontaminate != "off" and cfg.eval.tasks:
+        missing.append("instructions.decontaminate: the pool is not checked for evaluation items (no "
+                       "instruction file yet)")
+    methods.check_method(cfg, checked.instructions, missing=missing)
+    check_tracking(cfg)
+    check_resources(cfg)
+    check_gpu_path(cfg)  # ranks per GPU, ZeRO-3's limits, tensor parallel sizes, vLLM's interpreters
+    # a bad SFT file or an empty slice fails here, not in a job
+    checked.sft_sizes = {} if sft_done else check_sft(cfg)
+    return checked
 
 
 def check_gpu_path(cfg: Config) -> None:

@@ -184,6 +184,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, fake_model):
     assert not (tmp_path / "run").exists()
 
 
+def test_sparta_hpc_run_is_the_driver_and_takes_overrides_both_ways(tmp_path, fake_model, capsys):
+    """`sparta-hpc run CONFIG` parses like `python -m sparta_hpc.driver --config CONFIG`; `--set` is an alias."""
+    from sparta_hpc import cli
+
+    config = write_config(tmp_path, fake_model)
+    assert cli.main(["run", str(config), "--dry-run", "tribe.duels_per_iteration=10",
+                     "--set", "tribe.iterations=3"]) == 0
+    assert "3 iterations x 10 duels" in capsys.readouterr().out
+    assert cli.main(["run", "--dry-run", "--config", str(config), "tribe.duels_per_iteration=12"]) == 0
+    assert "2 iterations x 12 duels" in capsys.readouterr().out
+    assert cli.main(["run", "--dry-run", "tribe.iterations=3"]) == 2  # no config
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_with_a_changed_config_is_refused(tmp_path, fake_model, driver):
     path = write_config(tmp_path, fake_model)
     run = tmp_path / "run"

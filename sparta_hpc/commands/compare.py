@@ -19,8 +19,10 @@ out and why.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import logging
 from pathlib import Path
 
 from ..config.schema import load_config
@@ -28,6 +30,8 @@ from ..eval.contamination import contamination_line
 from ..eval.significance import RESAMPLES, SEED, item_scores, legend, paired_test, stars
 from ..eval.table import headline, load
 from ..rundir.paths import RunPaths
+
+log = logging.getLogger("sparta_hpc")
 
 BEST_INIT = "BEST INIT"
 
@@ -172,3 +176,13 @@ def render(run_dirs: list[Path], fmt: str = "md", selection: str = "best-dev", s
     lines.append("")
     lines += [contamination_line(load_config(RunPaths(d).config), RunPaths(d), table["tasks"]) for d in run_dirs]
     return "\n".join(lines)
+
+
+def command(args: argparse.Namespace) -> int:
+    """`sparta-hpc compare`: the table on stdout; 2 for runs that cannot be compared."""
+    try:
+        print(render(args.run_dirs, args.format, args.selection, args.seed))
+    except ValueError as err:
+        log.error("compare: %s", err)
+        return 2
+    return 0

@@ -11,7 +11,9 @@ message lists) plus the pair's duel, members and weighted scores; with
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from ..rundir.archive import pair_rows, read_archive, read_ratings_from
 from ..rundir.files import atomic_write_json, atomic_write_text
 from ..rundir.paths import RunPaths
 from ..rundir.ratings import ratings_to_json
+
+log = logging.getLogger("sparta_hpc")
 
 
 def duel_rows(archive: dict, names: list[str]) -> list[dict]:
@@ -61,3 +65,14 @@ def export(run_dir: Path, iteration: int, out: Path | None = None, duels: bool =
         atomic_write_text(out / "duels.jsonl", "".join(json.dumps(r) + "\n" for r in duel_rows(archive, names)))
         atomic_write_json(out / "ratings.json", ratings_to_json(names, read_ratings_from(paths.archive(iteration))))
     return out
+
+
+def command(args: argparse.Namespace) -> int:
+    """`sparta-hpc export`: 2 when the iteration cannot be exported."""
+    try:
+        out = export(args.run_dir, args.iteration, args.out, args.duels)
+    except (ExportError, OSError) as err:
+        log.error("export: %s", err)
+        return 2
+    log.info("export: iteration %d of %s written to %s", args.iteration, args.run_dir, out)
+    return 0

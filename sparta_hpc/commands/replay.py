@@ -16,7 +16,9 @@ RUN/ratings/iter_NNNN.json give the ratings at the end of the earlier iterations
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from ..inputs.instructions import iter_lines
 from ..rundir.files import atomic_write_text
 from ..rundir.paths import RunPaths
 from ..rundir.ratings import earlier_ratings, load_ratings, number, ratings_to_json
+
+log = logging.getLogger("sparta_hpc")
 
 
 @dataclass(frozen=True)
@@ -121,3 +125,16 @@ def replay(duels_path: Path, ratings_path: Path, out_path: Path, overrides: list
     out = result_to_json(names, run_iteration(ratings, duels, scores, cfg, iteration=iteration, ratings_after=after))
     atomic_write_text(Path(out_path), json.dumps(out, indent=1) + "\n")
     return out
+
+
+def command(args: argparse.Namespace) -> int:
+    """`sparta-hpc replay`: 2 for input that is refused (nothing is written then)."""
+    try:
+        out = replay(args.duels, args.ratings, args.out, args.overrides, args.iteration, args.run_dir)
+    except (ReplayInputError, ConfigError) as err:
+        log.error("replay: %s", err)
+        log.error("replay: nothing was written to %s", args.out)
+        return 2
+    log.info("replay: %d duels -> %d preference pairs, written to %s",
+             len(out["weighted_scores"]), len(out["preferences"]), args.out)
+    return 0

@@ -80,21 +80,30 @@ def score_predictions(task: str, path: Path) -> dict:
             "correct": [s["correct"] for s in samples]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="sparta-hpc score",
-        description="Score existing responses with the evaluation tasks' lm-eval filters and metrics.",
-    )
+DESCRIPTION = "Score existing responses with the evaluation tasks' lm-eval filters and metrics."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line of `sparta-hpc score` (and of `python -m sparta_hpc.commands.score`)."""
     parser.add_argument("task", choices=sorted(CLI_TASKS), help="the task the docs come from")
     parser.add_argument("predictions", type=Path, help='JSONL: {"doc": <data file row>, "response": "<text>"} per line')
-    args = parser.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
+    """Print the score as one JSON object; 2 for a predictions file that is refused."""
     try:
         result = score_predictions(args.task, args.predictions)
     except InputError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"sparta-hpc score: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparta-hpc score", description=DESCRIPTION)
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ a run); `panel_sweep` compares panel sizes and samplings.
 
 from __future__ import annotations
 
+import argparse
+import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -23,6 +25,10 @@ import numpy as np
 from ..algorithm.matchmaking import PANEL_SAMPLINGS, MatchConfig, draw_panels, make_duels, rng_for
 from ..algorithm.reputation import VARIANTS, Ratings, ReputationConfig
 from ..algorithm.variants import run_iteration
+from ..config.overrides import apply_overrides
+from ..errors import ConfigError
+
+log = logging.getLogger("sparta_hpc")
 
 _STREAM_WORLD = 101
 
@@ -171,3 +177,75 @@ def panel_sweep(cfg: SimulationConfig, sizes: list[int | None]) -> list[PanelFig
             out.append(PanelFigures(size, sampling, cfg.duels * judges * 2, figures[-1].kendall_tau,
                                     correct / pairs if pairs else float("nan")))
     return out
+
+
+def command(args: argparse.Namespace) -> int:
+    """`sparta-hpc simulate`: the variants table (or with --panel-sizes the panel sweep) on stdout;
+    2 for settings that are refused."""
+    cfg = SimulationConfig(members=args.members, iterations=args.iterations, duels=args.duels, seed=args.seed)
+    try:
+        cfg = apply_overrides(cfg, args.overrides)
+        cfg.reputation.validate()
+        cfg.matchmaking.validate()
+        if cfg.members < 3:
+            raise ConfigError(f"members must be >= 3, got {cfg.members}")
+        sizes = panel_sizes(args.panel_sizes) if args.panel_sizes else []
+        for size in sizes + [cfg.panel_size]:
+            check_panel(cfg, size)
+    except (ConfigError, ValueError) as err:
+        log.error("simulate: %s", err)
+        return 2
+    if sizes:
+        print_panel_sweep(cfg, sizes)
+    else:
+        print_variants(cfg)
+    return 0
+
+
+def print_variants(cfg: SimulationConfig) -> None:
+    """Every setting (column) under both reputation variants (rows), on the same simulated judgments."""
+    settings = variants(cfg)
+    kinds = variant_order(cfg)
+    results = {(name, kind): simulate(with_variant(v, kind)) for name, v in settings.items() for kind in kinds}
+    labels = {kind: kind + ("+static" if kind == "authors" and cfg.reputation.authors_static else "")
+              for kind in kinds}
+    print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, "
+          f"seed {cfg.seed}" + (" (reputation.frozen: ratings never change)" if cfg.reputation.frozen else "")
+          + (f"; judge panels of {cfg.panel_size} ({cfg.panel_sampling}), spec only" if cfg.panel_size else ""))
+    print("tau = Kendall tau of reputation vs. true quality; acc = share of pairs whose chosen answer is better")
+    print("spec = SPEC 1.6; authors = the authors' rating code (docs/algorithm.md, Variants)")
+    width = max(len(n) for n in settings)
+    lw = max(len(label) for label in labels.values())
+    print(f"iter  {'variant':{lw}}  " + "  ".join(f"{n:>{width}}" for n in settings))
+    print(f"      {'':{lw}}  " + "  ".join(f"{'tau    acc  pairs':>{width}}" for _ in settings))
+    for t in range(cfg.iterations):
+        for i, kind in enumerate(kinds):
+            cells = [f"{r[t].kendall_tau:+.3f}  {r[t].pair_accuracy:.3f} {r[t].pairs:5d}"
+                     for r in (results[name, kind] for name in settings)]
+            head = f"{t:4d}" if i == 0 else "    "
+            print(f"{head}  {labels[kind]:{lw}}  " + "  ".join(f"{c:>{width}}" for c in cells))
+
+
+def panel_sizes(text: str) -> list[int | None]:
+    """'1,3,all' -> [1, 3, None]."""
+    try:
+        return [None if s.strip() == "all" else int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--panel-sizes: expected judges per duel and/or 'all', comma-separated, got {text!r}")
+
+
+def print_panel_sweep(cfg: SimulationConfig, sizes: list[int | None]) -> None:
+    """Per judge panel size: judgments asked for, Kendall tau and pair accuracy, for both samplings."""
+    rows = panel_sweep(cfg, sizes)
+    print(f"synthetic tribe: {cfg.members} members, {cfg.iterations} iterations x {cfg.duels} duels, seed "
+          f"{cfg.seed}; weighting {cfg.reputation.weighting}, alpha={cfg.matchmaking.alpha:g}, variant spec")
+    print(f"judge panel: k of the {cfg.members - 2} members outside each duel (all: every one, nothing sampled)")
+    print("judgments = scores asked for per iteration (duels x k x 2 answers); tau = Kendall tau of reputation "
+          "vs. true quality after the last iteration; acc = share of all iterations' pairs whose chosen answer "
+          "is better")
+    print(f"{'k':>5}  {'judgments':>9}  {'uniform: tau':>12}  {'acc':>5}  {'reputation: tau':>15}  {'acc':>5}")
+    for size in sizes:
+        got = {r.sampling: r for r in rows if r.panel_size == size}
+        uni, rep = got["uniform"], got.get("reputation", got["uniform"])
+        print(f"{'all' if size is None else size:>5}  {uni.judgments:>9,}  {uni.kendall_tau:>+12.3f}  "
+              f"{uni.pair_accuracy:>5.3f}  {rep.kendall_tau:>+15.3f}  {rep.pair_accuracy:>5.3f}")

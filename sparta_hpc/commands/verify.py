@@ -20,7 +20,9 @@ Prints a report and exits 1 naming every missing, changed or inconsistent file (
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from ..rundir.copies import check_copies
 from ..rundir.manifest import load_entries, problem, read_record
 from ..rundir.paths import EVAL_STAGES, INITIAL, RunPaths, point_label, shard_unit, split_unit
 from ..rundir.plan import Plan
+
+log = logging.getLogger("sparta_hpc")
 
 
 @dataclass
@@ -311,3 +315,12 @@ def verify(run_dir: Path) -> Report:
         report.notes.append(f"{copied} file(s) copied to long-term storage checked against their sha256")
     return report
 
+
+def command(args: argparse.Namespace) -> int:
+    """`sparta-hpc verify`: the report on stdout; 1 naming problems, 2 for no run directory."""
+    if not RunPaths(args.run_dir).config.exists():
+        log.error("verify: %s is not a run directory (no config.yaml)", args.run_dir)
+        return 2
+    report = verify(args.run_dir)
+    print(report.text(args.run_dir))
+    return 1 if report.problems else 0

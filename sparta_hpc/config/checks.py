@@ -1,6 +1,8 @@
-"""Every check of a Config that needs no model load (`validate`); each raises ConfigError naming the field.
+"""The checks of a Config's own fields (`validate`): names, model folders, ranges, combinations;
+each raises ConfigError naming the field. Not every check: those that read the instruction, eval
+or SFT files, or probe the GPU path, live with what they check; `preflight.check` runs them all.
 
-Kept apart from the dataclasses in config.py, which re-exports `validate`.
+Kept apart from the dataclasses in schema.py, which re-exports `validate`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..rundir.paths import JOB_STAGES
-from .ranges import check_ranges
+from .ranges import check_ranges, require
 
 if TYPE_CHECKING:
     from .schema import Config, Resources
@@ -34,17 +36,14 @@ def zero_stage(deepspeed_json: str) -> int | None:
 
 def validate_vllm(cfg: Config) -> None:
     v = cfg.vllm
-    if v.tensor_parallel_size is not None and v.tensor_parallel_size < 1:
-        raise ConfigError(f"vllm.tensor_parallel_size: must be >= 1 or null (every GPU of the job), "
-                          f"got {v.tensor_parallel_size}")
-    if not 0 < v.gpu_memory_utilization <= 1:
-        raise ConfigError(f"vllm.gpu_memory_utilization: must be in (0, 1], got {v.gpu_memory_utilization}")
-    if v.max_model_len is not None and v.max_model_len < 1:
-        raise ConfigError(f"vllm.max_model_len: must be >= 1 or null, got {v.max_model_len}")
-    if v.block_size is not None and v.block_size < 1:
-        raise ConfigError(f"vllm.block_size: must be >= 1 or null, got {v.block_size}")
-    if v.cpu_kv_cache_gb < 1:
-        raise ConfigError(f"vllm.cpu_kv_cache_gb: must be >= 1, got {v.cpu_kv_cache_gb}")
+    if v.tensor_parallel_size is not None:
+        require("vllm.tensor_parallel_size", v.tensor_parallel_size, " or null (every GPU of the job)")
+    require("vllm.gpu_memory_utilization", v.gpu_memory_utilization)
+    if v.max_model_len is not None:
+        require("vllm.max_model_len", v.max_model_len, " or null")
+    if v.block_size is not None:
+        require("vllm.block_size", v.block_size, " or null")
+    require("vllm.cpu_kv_cache_gb", v.cpu_kv_cache_gb)
 
 
 def validate_pythons(cfg: Config) -> None:
@@ -105,7 +104,8 @@ def missing_model(problem: str, missing: list[str] | None) -> None:
 
 
 def validate(cfg: Config, tribe: bool = True, missing: list[str] | None = None) -> None:
-    """Every check that needs no model load; raises ConfigError naming the field.
+    """The config's own checks (no file but the model folders' is read, no model loaded); raises
+    ConfigError naming the field. preflight.check runs these and the rest.
     `tribe=False`: members to evaluate, not a tribe (any number, at least one).
     `missing`: a list that collects missing model and adapter folders instead (missing_model)."""
     members = cfg.members
@@ -144,19 +144,15 @@ def validate(cfg: Config, tribe: bool = True, missing: list[str] | None = None) 
                         ("train.batch_size", cfg.train.batch_size), ("train.lora_r", cfg.train.lora_r),
                         ("cluster.local_parallel", cfg.cluster.local_parallel),
                         ("cluster.local_threads", cfg.cluster.local_threads)):
-        if value < 1:
-            raise ConfigError(f"{name}: must be >= 1, got {value}")
+        require(name, value, lower_only=True)  # the upper ends: check_ranges, below
     if tribe:
         validate_panel(cfg)
     validate_judge_prompt(cfg)
     validate_vllm(cfg)
     validate_pythons(cfg)
     for name in ("max_retries", "max_timeouts"):
-        if getattr(cfg.cluster, name) < 0:
-            raise ConfigError(f"cluster.{name}: must be >= 0, got {getattr(cfg.cluster, name)}")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        raise ConfigError(f"train.warmup_ratio: must be in [0, 1) (a share of the training steps), "
-                          f"got {cfg.train.warmup_ratio}")
+        require(f"cluster.{name}", getattr(cfg.cluster, name), lower_only=True)
+    require("train.warmup_ratio", cfg.train.warmup_ratio, " (a share of the training steps)")
     if cfg.train.deepspeed and not Path(cfg.train.deepspeed).is_file():
         raise ConfigError(f"train.deepspeed: no DeepSpeed config at {cfg.train.deepspeed}")
     for section in (cfg.reputation, cfg.matchmaking):

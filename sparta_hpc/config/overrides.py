@@ -7,6 +7,7 @@ Unknown names and values of the wrong type are errors that name the field.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import math
@@ -179,6 +180,37 @@ def apply_overrides(obj: Any, overrides: list[str]) -> Any:
             raise ConfigError(f"override {item!r} is not of the form section.name=value")
         obj = set_dotted(obj, dotted.strip(), value.strip())
     return obj
+
+
+def add_override_arguments(parser: argparse.ArgumentParser, metavar: str = "section.name=value",
+                           example: str = "") -> None:
+    """The one way a command takes overrides: positional `a.b=v` words, and `--set a.b=v` as an alias
+    (repeatable). `given_overrides` collects both."""
+    parser.add_argument("overrides", nargs="*", metavar=metavar,
+                        help="dotted overrides, applied in order" + (f", e.g. {example}" if example else ""))
+    parser.add_argument("--set", action="append", default=[], metavar=metavar,
+                        help="an override as an option (repeatable), applied after the positional ones")
+
+
+def is_override(word: str) -> bool:
+    return "=" in word and not word.startswith("-")
+
+
+def given_overrides(args: argparse.Namespace, extra: list[str], lead: str | None = None) -> list[str]:
+    """A command's overrides in the order they apply: the positional ones, those after options
+    (argparse leaves them in `extra`, which this empties), then the `--set` ones.
+
+    `lead`: an optional positional before the overrides (a run directory, a config file) that took
+    the first override when it was left out; it is given back to the overrides and set to None.
+    """
+    found = list(args.overrides)
+    if lead and getattr(args, lead) is not None and is_override(str(getattr(args, lead))):
+        found.insert(0, str(getattr(args, lead)))
+        setattr(args, lead, None)
+    if all(is_override(x) for x in extra):
+        found += extra
+        extra.clear()
+    return found + args.set
 
 
 def to_dict(obj: Any) -> Any:

@@ -1,11 +1,14 @@
-"""The range of every number in the config, checked before any job (config.checks.validate).
+"""The range of every number in the config: the only place the config's numeric bounds are written,
+checked before any job (check_ranges, at the end of config.checks.validate).
 
 A number outside its range would otherwise surface deep inside a job (a negative learning rate
 in TRL, a NaN temperature in sampling, 10**30 duels in the plan's allocation). Every integer
-must also stay below INT_LIMIT and every float be finite (config_overrides.coerce), so a field
-without an entry here is still safe to allocate from. Fields checked elsewhere with their own
-message (reputation, matchmaking, vllm) are listed too: the first check that fails names the
-field.
+must also stay below INT_LIMIT and every float be finite (overrides.coerce), so a field
+without an entry here is still safe to allocate from. The checks that run earlier with a message
+of their own (vllm, counts, shares) read their bound here through `require`. The reputation and
+matchmaking sections are checked first by the algorithm's own `validate` (algorithm/ sits below
+config/, and `sparta-hpc replay`/`simulate` use it without a Config), so their bounds are also
+written there: the first check that fails names the field.
 """
 
 from __future__ import annotations
@@ -135,6 +138,16 @@ RANGES: dict[str, Range] = {
     "cluster.*.mem_gb": COUNT,
     "cluster.*.array_parallelism": COUNT,
 }
+
+
+def require(name: str, value: float, note: str = "", lower_only: bool = False) -> None:
+    """ConfigError unless `value` is in RANGES[name]; `lower_only`: only above its lower end (check_ranges
+    checks the upper one later); `note` follows the range in the message."""
+    r = RANGES[name]
+    if lower_only:
+        r = Range(r.lo, lo_open=r.lo_open)
+    if not r.holds(value):
+        raise ConfigError(f"{name}: must be {r}{note}, got {value}")
 
 
 def numbers(obj: Any, prefix: str = "") -> list[tuple[str, float]]:

@@ -3,8 +3,9 @@
     cfg = load_config("configs/tiny.yaml", ["run.dir=runs/demo", "tribe.iterations=1"])
 
 Defaults <- YAML <- overrides. Unknown keys and wrong types are errors that
-name the field; `validate()` runs every check that can be made without
-loading a model, before the driver submits anything.
+name the field; `validate()` checks the fields themselves, and
+`preflight.check` runs it with every other check that needs no model load,
+before the driver submits anything.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..config.checks import missing_model
 from ..config.overrides import to_dict
+from ..config.ranges import require
 from ..config.schema import Config
 from ..errors import ConfigError, EvalDataError
 from ..rundir.files import atomic_write_json, read_json
@@ -75,13 +76,11 @@ def check_eval(cfg: Config, instruction_texts: list[str] | None = None, missing:
     for name, value in (("eval.items_per_shard", ev.items_per_shard), ("eval.batch_size", ev.batch_size),
                         ("eval.limit", ev.limit or 1), ("eval.max_new_tokens", ev.max_new_tokens or 1),
                         ("eval.evaluator.max_new_tokens", ev.evaluator.max_new_tokens)):
-        if value < 1:
-            raise ConfigError(f"{name}: must be >= 1, got {value}")
+        require(name, value)
     if ev.test == "selected" and ev.split != "both":
         raise ConfigError(f"eval.test: selected evaluates test where dev selects, so it needs eval.split: both "
                           f"(got {ev.split}); or eval.test: every")
-    if ev.every < 0:
-        raise ConfigError(f"eval.every: must be >= 0 (0: only after the last iteration), got {ev.every}")
+    require("eval.every", ev.every, " (0: only after the last iteration)")
     unknown = [t for t in ev.tasks if t not in data.TASK_NAMES] + [t for t in ev.files if t not in data.TASK_NAMES]
     if unknown:
         raise ConfigError(f"eval.tasks: unknown task {unknown[0]!r}; the tasks are: {', '.join(data.TASK_NAMES)}")

@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+from ..config.ranges import require
 from ..config.schema import Config, MemberConfig, SFTConfig
 from ..errors import ConfigError, at
 from .instructions import demo_instructions, iter_rows
@@ -127,14 +128,12 @@ def to_example(messages: list[dict]) -> dict | None:
 def check_settings(cfg: Config) -> None:
     s = cfg.sft
     for name in ("batch_size", "gradient_accumulation_steps", "max_length", "save_steps"):
-        if getattr(s, name) < 1:
-            raise ConfigError(f"sft.{name}: must be >= 1, got {getattr(s, name)}")
-    if s.max_examples is not None and s.max_examples < 1:
-        raise ConfigError(f"sft.max_examples: must be >= 1 or null (the whole slice), got {s.max_examples}")
+        require(f"sft.{name}", getattr(s, name))
+    if s.max_examples is not None:
+        require("sft.max_examples", s.max_examples, " or null (the whole slice)")
     if s.learning_rate <= 0 or (s.epochs <= 0 and s.max_steps <= 0):
         raise ConfigError("sft: need learning_rate > 0, and epochs > 0 or max_steps > 0")
-    if not 0 <= s.warmup_ratio < 1:
-        raise ConfigError(f"sft.warmup_ratio: must be in [0, 1) (a share of the steps), got {s.warmup_ratio}")
+    require("sft.warmup_ratio", s.warmup_ratio, " (a share of the steps)")
     for i, m in enumerate(cfg.members):
         if m.name == "done":  # RUN/sft/done/ holds the stage's markers
             raise ConfigError(f"tribe.members.{i}: the name 'done' is taken by RUN/sft/done/ when sft.data is set; "

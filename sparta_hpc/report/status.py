@@ -1,4 +1,4 @@
-"""`sparta-hpc status RUN [--watch [SECONDS]]`: where a run is now, in plain text.
+"""Where a run is now, in plain text (`sparta-hpc status RUN`, commands/status.py).
 
 Reads the run directory only (config.yaml, events.jsonl, plans, markers), so it works for
 a driver running anywhere: on a login node, inside sbatch, or one that died. With
@@ -15,11 +15,8 @@ find the lock busy and refuse to start (it says so; run it again).
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
@@ -30,8 +27,6 @@ from ..rundir.paths import EVAL_STAGES, INITIAL, STAGES, RunPaths, point_label
 from ..rundir.plan import plan_file, stage_plan
 from . import timeline
 from .timeline import Attempt, Timeline
-
-log = logging.getLogger("sparta_hpc")
 
 SLURM_TIMEOUT_S = 20
 
@@ -309,22 +304,3 @@ def _tail(tl: Timeline, n: int) -> list[str]:
         return []
     return ["", f"last {min(n, len(tl.events))} event(s):"] + [
         f"  {time.strftime('%H:%M:%S', time.localtime(e['time']))}  {timeline.describe(e)}" for e in tl.events[-n:]]
-
-
-def main(run_dir, watch: float | None = None, n_events: int = 10) -> int:
-    """Print the status (every `watch` seconds until the run ends or Ctrl-C); StatusError for a bad run directory."""
-    try:
-        while True:
-            text, ended = render(run_dir, n_events)
-            if watch and sys.stdout.isatty():
-                sys.stdout.write("\033[H\033[J")  # redraw in place
-            print(text + (f"\n\n(every {watch:g} s; Ctrl-C to stop)" if watch and not ended else ""), flush=True)
-            if not watch or ended:
-                return 0
-            time.sleep(watch)
-    except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:  # `status RUN | head`: the reader has seen enough
-        sys.stdout = open(os.devnull, "w")
-        return 0
-

@@ -13,6 +13,7 @@ beyond each run's last submission (SUITE_DIR/suite/<run>.json): the run director
 
 from __future__ import annotations
 
+import argparse
 import logging
 
 from ...errors import ConfigError
@@ -20,7 +21,7 @@ from .spec import Run, Suite, expand, load_suite
 
 log = logging.getLogger("sparta_hpc")
 
-__all__ = ["Run", "Suite", "expand", "load_suite", "main", "status_lines"]
+__all__ = ["Run", "Suite", "command", "expand", "load_suite", "status_lines"]
 
 
 def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
@@ -40,11 +41,15 @@ def status_lines(suite: Suite, runs: list[Run]) -> list[str]:
     return lines
 
 
-def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selection: str = "best-dev",
-         seed: int = 0) -> int:
-    """The `sparta-hpc suite` command; a suite file or config that is refused raises ConfigError (exit 2)."""
-    suite = load_suite(path)
-    runs = expand(suite)
+def command(args: argparse.Namespace) -> int:
+    """The `sparta-hpc suite` command; 2 for a suite file or config that is refused."""
+    action, path = args.action, args.suite
+    try:
+        suite = load_suite(path)
+        runs = expand(suite)
+    except ConfigError as err:
+        log.error("suite: %s", err)
+        return 2
     unset = ""
     if suite.unset:
         unset = (f"{suite.path}: dir/data name ${', $'.join(suite.unset)}, not set: export "
@@ -60,14 +65,18 @@ def main(action: str, path: str, fmt: str = "md", dry_run: bool = False, selecti
     if action == "table":
         from .table import render as table
 
-        print(table(suite, runs, fmt, selection, seed))
+        print(table(suite, runs, args.format, args.selection, args.seed))
         return 0
     from .submit import check_runs, submit
 
-    if unset:
-        raise ConfigError(unset.replace(" (the paths hold the literal name until then)", "; nothing submitted"))
-    check_runs(runs)
-    lines = submit(suite, runs, dry_run)
+    try:
+        if unset:
+            raise ConfigError(unset.replace(" (the paths hold the literal name until then)", "; nothing submitted"))
+        check_runs(runs)
+    except ConfigError as err:
+        log.error("suite: %s", err)
+        return 2
+    lines = submit(suite, runs, args.dry_run)
     waiting = [x for x in lines if "waiting:" in x]
     if waiting:
         print(f"{len(waiting)} run(s) wait for their task's BEST INIT: run `sparta-hpc suite submit {path}` again "
