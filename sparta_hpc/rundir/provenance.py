@@ -72,7 +72,7 @@ def _tree_hash(package: Path) -> str:
 
 def take_snapshot(paths: RunPaths) -> dict:
     """Copy the running `sparta_hpc` package under RUN/code/ and record where it came from."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # this module is sparta_hpc/rundir/provenance.py
     state = git_state(package)
     tree = _tree_hash(package)
     n = len(list(paths.code_root.glob("[0-9][0-9][0-9][0-9]-*"))) + 1 if paths.code_root.exists() else 1

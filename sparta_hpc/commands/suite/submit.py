@@ -23,7 +23,7 @@ from .state import SUBMITTABLE, log_dir, read_states, record_submission
 
 log = logging.getLogger("sparta_hpc")
 
-CHECKOUT = Path(__file__).resolve().parents[2]  # the driver job runs `python -m sparta_hpc.driver` from here
+CHECKOUT = Path(__file__).resolve().parents[3]  # the driver job runs `python -m sparta_hpc.driver` from here
 SCRIPT = "slurm/sparta.sbatch"
 
 
