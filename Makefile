@@ -99,6 +99,7 @@ bench: venv tiny-tribe
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_scale.py --members 10,30 --duels 1000,10000   # the 100 x 100,000 point: --one 100 100000
+	$(PY) bench/bench_demo.py
 
 # On your first GPU node: the GPU path in one command, a table of what works (tools/gpu_check.py, about
 # 5-8 minutes; it refuses to start without CUDA). The vLLM rows use .venv-vllm (or VLLM_PYTHON=...).
@@ -123,7 +124,10 @@ $(MODEL)/sparta_hpc_ready: | venv
 
 tiny-tribe: $(MODEL)/sparta_hpc_ready
 
-# A real SPARTA tribe of 4 small models, 2 iterations on CPU (about 10 minutes on 2 cores).
+# The whole loop once on CPU (configs/demo.yaml): the tiny tribe of 4 small models evaluated on a few
+# shipped items, one SPARTA iteration, evaluated again (BEST INIT vs the tribe after training), then the
+# report. Its output and time: bench/results/bench_demo.txt. Run it again: finished work is skipped.
 demo: venv tiny-tribe
-	$(PY) -m sparta_hpc.driver --config configs/tiny.yaml run.dir=runs/demo
-	$(VENV)/bin/sparta-hpc export runs/demo --iteration 1 --duels
+	$(PY) -m sparta_hpc.driver --config configs/demo.yaml
+	$(VENV)/bin/sparta-hpc report runs/demo
+	@echo "the report: $(CURDIR)/runs/demo/report/index.html"
