@@ -321,7 +321,7 @@ def test_a_driver_killed_mid_training_resumes_from_the_checkpoint_to_the_same_ad
 # tier (tests/test_eval_metrics.py).
 EVAL_TASKS = ["gsm8k", "medqa", "math_easy", "com2", "alpaca"]
 EVAL = [f"eval.data_dir={SAMPLES}", f"eval.files={{alpaca: {ROOT / 'tests/assets/eval/alpaca.jsonl'}}}",
-        "eval.split=test", "eval.limit=2", "eval.max_new_tokens=24", "eval.evaluator.max_new_tokens=4",
+        "eval.split=test", "eval.limit=2", "eval.max_new_tokens=12", "eval.evaluator.max_new_tokens=4",
         f"eval.evaluator.model={ROOT / '.cache/models/smollm2-135m-instruct'}", "eval.evaluator.score=expected",
         "cluster.local_parallel=1", "cluster.local_threads=2"]  # one evaluate task per point: both cores for it
 INITIAL_TASKS = ["gsm8k", "com2"]  # BEST INIT for two tasks keeps the test short
