@@ -128,6 +128,6 @@ tiny-tribe: $(MODEL)/sparta_hpc_ready
 # shipped items, one SPARTA iteration, evaluated again (BEST INIT vs the tribe after training), then the
 # report. Its output and time: bench/results/bench_demo.txt. Run it again: finished work is skipped.
 demo: venv tiny-tribe
-	$(PY) -m sparta_hpc.driver --config configs/demo.yaml
+	$(VENV)/bin/sparta-hpc run configs/demo.yaml
 	$(VENV)/bin/sparta-hpc report runs/demo
 	@echo "the report: $(CURDIR)/runs/demo/report/index.html"

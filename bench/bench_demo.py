@@ -51,7 +51,7 @@ def main() -> None:
     with recorded("bench_demo"), tempfile.TemporaryDirectory(prefix="sparta-demo-") as tmp:
         run_dir = (args.keep or Path(tmp)) / "demo"
         start = time.time()
-        summary, log = run("-m", "sparta_hpc.driver", "--config", "configs/demo.yaml", f"run.dir={run_dir}")
+        summary, log = run("-m", "sparta_hpc.cli", "run", "configs/demo.yaml", f"run.dir={run_dir}")
         _, report = run("-m", "sparta_hpc.cli", "report", str(run_dir))
         wall = time.time() - start
         print(next(line for line in log.splitlines() if "sparta_hpc: finished in" in line))
