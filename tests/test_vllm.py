@@ -111,7 +111,8 @@ def test_a_whole_iteration_with_vllm_and_two_venvs(tiny_model, adapters, tmp_pat
            "vllm.block_size=32", "tribe.duels_per_iteration=4", "generate.duels_per_shard=4",
            "judge.duels_per_shard=4", "--stop-after", "aggregate",
            f"cluster.generate.python={vllm_python}", f"cluster.judge.python={vllm_python}",
-           f"tribe.members.concise.adapter={adapters[0]}", f"tribe.members.stepwise.adapter={adapters[1]}"]
+           f"tribe.members.concise.adapter={adapters[0]}", f"tribe.members.stepwise.adapter={adapters[1]}"] + [
+        f"tribe.members.{m}.max_new_tokens=16" for m in ("concise", "stepwise", "friendly", "plain")]
     # the pipeline's venv gets neither vLLM's OpenMP runtime nor its settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_") and k != "LD_PRELOAD"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2400)
@@ -167,7 +168,7 @@ def test_an_evaluation_on_vllm_gives_the_hf_answers_and_scores(tiny_model, adapt
         proc = subprocess.run([str(pipeline_python), "-m", "sparta_hpc.cli", "eval", "--model", str(tiny_model),
                                "--adapter", str(adapters[0]), "--name", "tuned", "--tasks", "gsm8k", "--data-dir",
                                str(samples), "--out", str(out), "eval.split=test", "eval.limit=4",
-                               "eval.max_new_tokens=32", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                               "eval.max_new_tokens=16", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=1200)
         assert proc.returncode == 0, proc.stderr[-4000:]
         paths = RunPaths(out)
